@@ -1,0 +1,96 @@
+"""`pretrainer <command> [hydra overrides]`: compose the config with Hydra, then call the
+library. The only module that imports Hydra."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from pretrainer.config import Config, ConfigError, reject_unknown_fields
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+ConfigStore.instance().store(name="schema", node=Config)
+
+USAGE = """usage: pretrainer <command> [overrides] [-m]
+
+commands:
+  train    train a tokenizer, pretrain, fine-tune, report (pretrainer train --help lists config groups)
+
+examples:
+  pretrainer train                                  # the embedded demo: MLM encoder, 4 tasks
+  pretrainer train objective=clm arch=decoder       # the GPT-style counterpart
+  pretrainer train -m objective=mlm,clm arch=encoder,decoder   # sweep (incompatible pairs fail fast)
+  pretrainer train --cfg job                        # print the composed config
+"""
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """Typed config from Hydra's; invalid choices and incompatible groups raise ConfigError here."""
+    if cfg.get("run_name") is None and HydraConfig.initialized():
+        overrides = HydraConfig.get().job.override_dirname
+        OmegaConf.update(cfg, "run_name", overrides or "default", force_add=True)
+    typed = OmegaConf.to_object(cfg)
+    reject_unknown_fields(typed)
+    return typed
+
+
+FAILED_JOBS: list[str] = []  # "job number: overrides: error" for each failed job of a sweep
+
+
+def train_command(cfg: DictConfig) -> None:
+    from pretrainer.pipeline import train  # heavy imports only once the config is valid
+
+    hydra_cfg = HydraConfig.get()
+    try:
+        typed = to_config(cfg)
+        train(typed, Path(hydra_cfg.runtime.output_dir))
+    except Exception as error:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            if isinstance(error, ConfigError):
+                print(f"pretrainer: config error: {error}", file=sys.stderr)
+                raise SystemExit(2) from None
+            raise
+        # In a sweep one bad job must not stop the others: report it and go on.
+        job = f"job {hydra_cfg.job.num} ({hydra_cfg.job.override_dirname}): {type(error).__name__}: {error}"
+        if not isinstance(error, ConfigError):
+            traceback.print_exc()
+        print(f"pretrainer: failed {job}", file=sys.stderr)
+        FAILED_JOBS.append(job)
+
+
+COMMANDS: dict[str, Callable[[DictConfig], None]] = {"train": train_command}
+
+
+def run_hydra(command: str, args: list[str]) -> None:
+    sys.argv = [f"pretrainer {command}", *args]
+    job = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(COMMANDS[command])
+    job()
+    if FAILED_JOBS:
+        print(f"pretrainer: {len(FAILED_JOBS)} job(s) of the sweep failed:", file=sys.stderr)
+        for failed in FAILED_JOBS:
+            print(f"  {failed}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"pretrainer: unknown command {command!r}; commands: {', '.join(COMMANDS)}\n\n{USAGE}", file=sys.stderr)
+        raise SystemExit(2)
+    run_hydra(command, rest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Typed configuration: one dataclass per config group, checked when it is built.
+
+The YAML files under `conf/` fill these dataclasses; Hydra validates keys and types at
+compose time against the schema registered in `pretrainer.cli`, and `__post_init__`
+validates choices and ranges when `OmegaConf.to_object` builds the objects. Library code
+receives these dataclasses only: it never imports Hydra or OmegaConf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Optional
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the valid choices."""
+
+
+def check_choice(field_name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{field_name}={value!r} is not valid; choose one of: {', '.join(choices)}")
+
+
+def check_range(field_name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{field_name}={value} must lie in [{low}, {high}]")
+
+
+@dataclass
+class TokenizerConfig:
+    """How the subword tokenizer is trained (group `tokenizer`)."""
+
+    name: str = "wordpiece"  # wordpiece (BERT-style) | bpe (byte-level, GPT-2-style)
+    vocab_size: int = 4096
+    lowercase: bool = True  # normalisation before training and encoding
+    min_frequency: int = 2  # a merge / piece must occur this often in the sample
+    sample_documents: int = 50_000  # documents read (streamed) to train the tokenizer
+
+    def __post_init__(self) -> None:
+        check_choice("tokenizer.name", self.name, ("wordpiece", "bpe"))
+        if self.vocab_size < 64:
+            raise ConfigError(f"tokenizer.vocab_size={self.vocab_size} is too small (minimum 64)")
+        if self.sample_documents < 1:
+            raise ConfigError("tokenizer.sample_documents must be at least 1")
+
+
+@dataclass
+class ArchConfig:
+    """Model family and shape (group `arch`, sizes from group `arch/size`)."""
+
+    name: str = "encoder"  # encoder (bidirectional, BERT-like) | decoder (causal, GPT-like)
+    n_layer: int = 2
+    d_model: int = 128
+    n_head: int = 4
+    d_ff: int = 512
+    dropout: float = 0.1
+    max_len: int = 128  # number of learned positions: the longest input the model accepts
+    norm_position: str = "pre"  # pre: x + f(norm(x)) ; post: norm(x + f(x)) as in BERT
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        check_choice("arch.name", self.name, ("encoder", "decoder"))
+        check_choice("arch.norm_position", self.norm_position, ("pre", "post"))
+        check_range("arch.dropout", self.dropout, 0.0, 0.9)
+        for key in ("n_layer", "d_model", "n_head", "d_ff", "max_len"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"arch.{key} must be positive, got {getattr(self, key)}")
+        if self.d_model % self.n_head:
+            raise ConfigError(f"arch.d_model={self.d_model} must be divisible by arch.n_head={self.n_head}")
+
+
+@dataclass
+class ObjectiveConfig:
+    """Pretraining objective (group `objective`). Masking fields apply to `mlm` only."""
+
+    name: str = "mlm"  # mlm (masked LM, BERT) | clm (next-token prediction, GPT)
+    mask_prob: float = 0.15  # share of (non-special) tokens selected for prediction
+    mask_token_prob: float = 0.8  # of the selected: replaced by [MASK]
+    random_token_prob: float = 0.1  # of the selected: replaced by a random token; rest unchanged
+
+    def __post_init__(self) -> None:
+        check_choice("objective.name", self.name, ("mlm", "clm"))
+        check_range("objective.mask_prob", self.mask_prob, 0.0, 1.0)
+        check_range("objective.mask_token_prob", self.mask_token_prob, 0.0, 1.0)
+        check_range("objective.random_token_prob", self.random_token_prob, 0.0, 1.0)
+        if self.mask_token_prob + self.random_token_prob > 1.0 + 1e-9:
+            raise ConfigError("objective.mask_token_prob + objective.random_token_prob must be <= 1")
+
+
+@dataclass
+class DataConfig:
+    """Pretraining corpus (group `data`)."""
+
+    source: str = "synthetic"  # synthetic | text_files | hub
+    block_size: int = 128  # tokens per packed training block, [CLS] included
+    eval_fraction: float = 0.02  # share of documents held out for the eval loss
+    max_documents: Optional[int] = None  # read at most this many documents (None: all)
+    # synthetic: the embedded benchmark's corpus
+    seed: int = 0
+    num_documents: int = 14_000
+    # text_files: local .txt (one document per non-empty line) or .jsonl files
+    paths: list[str] = field(default_factory=list)
+    # hub (datasets.load_dataset) and the .jsonl field holding the text
+    name: Optional[str] = None  # dataset name on the hub, or a local dataset directory
+    config: Optional[str] = None
+    split: str = "train"
+    text_column: str = "text"
+    revision: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        check_choice("data.source", self.source, ("synthetic", "text_files", "hub"))
+        check_range("data.eval_fraction", self.eval_fraction, 0.0, 0.5)
+        if self.block_size < 8:
+            raise ConfigError(f"data.block_size={self.block_size} is too small (minimum 8)")
+        if self.source == "text_files" and not self.paths:
+            raise ConfigError("data=text_files needs data.paths=[file1.txt,file2.jsonl,...]")
+        if self.source == "hub" and not self.name:
+            raise ConfigError("data=hub needs data.name=<dataset name or local dataset directory>")
+
+
+@dataclass
+class FinetuneConfig:
+    """Downstream tasks and the fine-tuning recipe (group `finetune`)."""
+
+    source: str = "synthetic"  # where tasks come from: synthetic (the embedded benchmark)
+    tasks: list[str] = field(default_factory=list)  # empty: no fine-tuning
+    seed: int = 0  # task generation and fine-tuning seed
+    train_size: int = 500  # labeled training examples per task (the label budget)
+    eval_size: int = 500  # dev and test examples per task
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_length: int = 64  # tokens per example after the template; longer ones are truncated
+    pooling: str = "mean"  # encoder: mean over real tokens | first ([CLS]); decoder: always last
+    dropout: float = 0.1  # before the classification head
+    scratch_baseline: bool = True  # also fine-tune a randomly initialised body
+
+    def __post_init__(self) -> None:
+        check_choice("finetune.source", self.source, ("synthetic",))
+        check_choice("finetune.pooling", self.pooling, ("mean", "first"))
+        from pretrainer.data.synthetic import TASK_NAMES  # light: the generator has no heavy imports
+
+        for task in self.tasks:
+            check_choice("finetune.tasks", task, tuple(TASK_NAMES))
+        for key in ("train_size", "eval_size", "epochs", "batch_size", "max_length"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"finetune.{key} must be positive, got {getattr(self, key)}")
+
+
+@dataclass
+class TrainerConfig:
+    """Pretraining loop (group `trainer`)."""
+
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool = False  # torch.compile the model (worth it on GPU)
+    num_threads: Optional[int] = None  # CPU threads for torch (None: torch's default)
+    seed: int = 0
+    batch_size: int = 32  # blocks per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_steps: Optional[int] = 600  # budget in optimizer steps ...
+    max_tokens: Optional[int] = None  # ... or in tokens (wins when set)
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # the schedule decays to lr * min_lr_ratio
+    warmup_steps: int = 50
+    schedule: str = "cosine"  # cosine | linear | constant (after warmup)
+    weight_decay: float = 0.01  # not applied to norms, biases, embeddings
+    beta1: float = 0.9
+    beta2: float = 0.98
+    grad_clip: float = 1.0  # max global gradient norm (0 disables)
+    eval_every: int = 200  # steps between eval-loss measurements
+    eval_batches: int = 8  # batches of held-out blocks per eval
+    log_every: int = 10  # steps between metrics.jsonl lines
+    checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
+
+    def __post_init__(self) -> None:
+        check_choice("trainer.precision", self.precision, ("auto", "fp32", "bf16"))
+        check_choice("trainer.schedule", self.schedule, ("cosine", "linear", "constant"))
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ConfigError(f"trainer.device={self.device!r} is not valid; choose auto, cpu, cuda, cuda:N or mps")
+        if self.max_steps is None and self.max_tokens is None:
+            raise ConfigError("set a pretraining budget: trainer.max_steps or trainer.max_tokens")
+        for key in ("batch_size", "grad_accum", "eval_every", "eval_batches", "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"trainer.{key} must be positive, got {getattr(self, key)}")
+        check_range("trainer.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+
+
+@dataclass
+class LoggerConfig:
+    """Where metrics go besides the run dir's files (group `logger`)."""
+
+    name: str = "none"  # none (local files only) | wandb
+    project: str = "pretrainer"
+    entity: Optional[str] = None
+    mode: str = "offline"  # offline (sync later with `wandb sync`) | online | disabled
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_choice("logger.name", self.name, ("none", "wandb"))
+        check_choice("logger.mode", self.mode, ("offline", "online", "disabled"))
+
+
+@dataclass
+class Config:
+    """A whole experiment: one field per config group plus run-wide settings."""
+
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    cache_dir: str = "~/.cache/pretrainer"  # tokenizer and tokenized-corpus caches
+    run_name: Optional[str] = None  # shown in logs and wandb; default: the run's overrides
+    resume: bool = False  # continue from <run dir>/checkpoints/last.pt when it exists
+
+    def __post_init__(self) -> None:
+        check_cross_group(self)
+
+
+# Which architecture families each objective can train. Kept here (not in the objective
+# modules) so that an incompatible pair fails before anything is imported or built.
+OBJECTIVE_ARCHS: dict[str, tuple[str, ...]] = {
+    "mlm": ("encoder",),
+    "clm": ("decoder",),
+}
+
+
+def check_cross_group(cfg: Config) -> None:
+    """Checks that involve more than one group; raised before any work starts."""
+    compatible = OBJECTIVE_ARCHS[cfg.objective.name]
+    if cfg.arch.name not in compatible:
+        raise ConfigError(
+            f"objective={cfg.objective.name} cannot train arch={cfg.arch.name}; "
+            f"compatible architectures: {', '.join(compatible)}"
+        )
+    if cfg.data.block_size > cfg.arch.max_len:
+        raise ConfigError(
+            f"data.block_size={cfg.data.block_size} exceeds arch.max_len={cfg.arch.max_len}"
+        )
+    if cfg.finetune.max_length > cfg.arch.max_len:
+        raise ConfigError(
+            f"finetune.max_length={cfg.finetune.max_length} exceeds arch.max_len={cfg.arch.max_len}"
+        )
+
+
+def reject_unknown_fields(obj: object, prefix: str = "") -> None:
+    """Keys added with Hydra's `+group.key=value` land on the dataclass as stray attributes;
+    they would be silently ignored, so they are an error naming the valid keys."""
+    if not is_dataclass(obj):
+        return
+    known = [f.name for f in fields(obj)]
+    for name in vars(obj):
+        if name not in known:
+            raise ConfigError(f"unknown key {prefix}{name}; valid keys: {', '.join(known)}")
+    for name in known:
+        reject_unknown_fields(getattr(obj, name), f"{prefix}{name}.")

@@ -1,0 +1,1 @@
+"""Corpus sources, packing into blocks, and the on-disk cache."""

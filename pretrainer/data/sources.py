@@ -1,0 +1,112 @@
+"""Corpus sources: the embedded synthetic benchmark, local text files, a hub dataset.
+
+Each source yields documents (str) in a fixed order and has a content fingerprint, so
+caches built from it are reused exactly when the text is the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from pretrainer.config import ConfigError, DataConfig
+from pretrainer.hashing import file_sha256, fingerprint
+
+SYNTHETIC_GENERATOR_VERSION = 1  # bump when the generator's output changes
+
+
+class CorpusFormatError(ValueError):
+    """A corpus file cannot be read; the message names the file and line."""
+
+
+@dataclass
+class Corpus:
+    """A re-iterable stream of documents and the hash of their content."""
+
+    fingerprint: str
+    _iterate: Callable[[], Iterator[str]]
+    max_documents: int | None = None
+
+    def documents(self) -> Iterator[str]:
+        return islice(self._iterate(), self.max_documents)
+
+
+def open_corpus(cfg: DataConfig) -> Corpus:
+    builders = {"synthetic": _synthetic, "text_files": _text_files, "hub": _hub}
+    corpus = builders[cfg.source](cfg)
+    corpus.max_documents = cfg.max_documents
+    corpus.fingerprint = fingerprint(corpus.fingerprint, cfg.max_documents)
+    return corpus
+
+
+def _synthetic(cfg: DataConfig) -> Corpus:
+    from pretrainer.data.synthetic import generate_corpus
+
+    key = fingerprint("synthetic", SYNTHETIC_GENERATOR_VERSION, cfg.seed, cfg.num_documents)
+    return Corpus(key, lambda: iter(generate_corpus(cfg.seed, cfg.num_documents)))
+
+
+def _text_files(cfg: DataConfig) -> Corpus:
+    paths = [Path(p).expanduser() for p in cfg.paths]
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError(f"data.paths: {path} is not a file")
+        if path.suffix not in (".txt", ".jsonl"):
+            raise ConfigError(f"data.paths: {path} must end in .txt or .jsonl")
+    key = fingerprint("text_files", [file_sha256(p) for p in paths], cfg.text_column)
+
+    def iterate() -> Iterator[str]:
+        for path in paths:
+            yield from _read_text_file(path, cfg.text_column)
+
+    return Corpus(key, iterate)
+
+
+def _read_text_file(path: Path, text_column: str) -> Iterator[str]:
+    """Stream one file: `.txt` has a document per non-empty line, `.jsonl` an object per line."""
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if path.suffix == ".txt":
+                yield line.rstrip("\n")
+                continue
+            yield _jsonl_text(line, text_column, path, line_number)
+
+
+def _jsonl_text(line: str, text_column: str, path: Path, line_number: int) -> str:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise CorpusFormatError(f"{path}:{line_number}: invalid JSON ({error.msg})") from None
+    if not isinstance(record, dict) or text_column not in record:
+        found = ", ".join(record) if isinstance(record, dict) else type(record).__name__
+        raise CorpusFormatError(f"{path}:{line_number}: no field {text_column!r} (found: {found})")
+    text = record[text_column]
+    if not isinstance(text, str):
+        raise CorpusFormatError(f"{path}:{line_number}: field {text_column!r} is not a string")
+    return text
+
+
+def _hub(cfg: DataConfig) -> Corpus:
+    """`datasets.load_dataset`: a hub name, or a local directory of the same files offline."""
+    import datasets
+
+    dataset = datasets.load_dataset(cfg.name, cfg.config, split=cfg.split, revision=cfg.revision)
+    if cfg.text_column not in dataset.column_names:
+        raise ConfigError(
+            f"data.text_column={cfg.text_column!r} is not a column of {cfg.name}; "
+            f"columns: {', '.join(dataset.column_names)}"
+        )
+    # datasets hashes the files and processing that produced this table.
+    key = fingerprint("hub", dataset._fingerprint, cfg.text_column)
+
+    def iterate() -> Iterator[str]:
+        # Arrow batches are memory-mapped: a corpus larger than RAM streams through here.
+        for batch in dataset.select_columns([cfg.text_column]).iter(batch_size=1000):
+            yield from (text for text in batch[cfg.text_column] if text)
+
+    return Corpus(key, iterate)

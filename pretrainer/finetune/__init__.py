@@ -1,0 +1,1 @@
+"""Fine-tuning: task sources, the classifier on a body, the recipe, metrics."""

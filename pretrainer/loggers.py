@@ -1,0 +1,133 @@
+"""Run logging: `metrics.jsonl` in the run dir always, wandb when `logger.name=wandb`,
+and a console progress bar plus the final results table."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pretrainer.config import LoggerConfig
+
+console = Console()
+
+
+def info(message: str) -> None:
+    """A dim status line; the text is escaped so brackets in overrides print literally."""
+    console.print(escape(message), style="dim")
+
+
+class RunLogger:
+    """One JSON object per logged step in `metrics.jsonl`, mirrored to wandb if enabled."""
+
+    def __init__(self, run_dir: Path, cfg: LoggerConfig, run_name: str, config: dict[str, Any]):
+        self.path = run_dir / "metrics.jsonl"
+        self._file = open(self.path, "a", buffering=1)  # line-buffered: a crash loses at most one line
+        self._wandb_run = _start_wandb(run_dir, cfg, run_name, config) if cfg.name == "wandb" else None
+
+    def log(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        if self._wandb_run is not None:
+            phase = record.get("phase", "train")
+            values = {f"{phase}/{k}": v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
+            self._wandb_run.log(values)
+
+    def summarize(self, summary: dict[str, Any]) -> None:
+        if self._wandb_run is not None:
+            self._wandb_run.summary.update(_flatten(summary))
+
+    def close(self) -> None:
+        self._file.close()
+        if self._wandb_run is not None:
+            self._wandb_run.finish()  # each job of a sweep gets its own run
+            self._wandb_run = None
+
+
+def _start_wandb(run_dir: Path, cfg: LoggerConfig, run_name: str, config: dict[str, Any]):
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb.init(
+        project=cfg.project, entity=cfg.entity, mode=cfg.mode, group=cfg.group, tags=list(cfg.tags),
+        name=run_name, dir=str(run_dir), config=config, reinit="finish_previous",
+    )
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+class ProgressBar:
+    """Console progress for a loop of known length: loss, lr, tokens/s and ETA."""
+
+    def __init__(self, description: str, total: int):
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+        self._task = self._progress.add_task(description, total=total, stats="")
+        self._progress.start()
+
+    def update(self, completed: int, **stats: float) -> None:
+        text = "  ".join(_format_stat(k, v) for k, v in stats.items())
+        self._progress.update(self._task, completed=completed, stats=text)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _format_stat(key: str, value: float) -> str:
+    if key == "lr":
+        return f"lr {value:.2e}"
+    if key == "tok/s":
+        return f"{value:,.0f} tok/s"
+    return f"{key} {value:.3f}"
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def print_results_table(summary: dict[str, Any]) -> None:
+    """Per task: dev/test metrics of the pretrained body next to the scratch baseline."""
+    table = Table(title=escape(f"Results — {summary['run_name']}"))
+    for column in ("task", "metric", "chance", "pretrained dev", "pretrained test", "scratch dev", "scratch test"):
+        table.add_column(column, justify="left" if column in ("task", "metric") else "right")
+    for task, result in summary.get("finetune", {}).items():
+        for metric in result["pretrained"]["test"]:
+            row = [task, metric, _fmt(result.get("chance") if metric == "accuracy" else None)]
+            for init in ("pretrained", "scratch"):
+                for split in ("dev", "test"):
+                    row.append(_fmt(result.get(init, {}).get(split, {}).get(metric)))
+            table.add_row(*row)
+    pre = summary.get("pretrain", {})
+    if table.row_count:
+        console.print(table)
+    info(
+        f"pretraining: {pre.get('tokens', 0):,} tokens in {pre.get('wall_time_s', 0):.1f}s "
+        f"({pre.get('tokens_per_s', 0):,.0f} tok/s), final eval loss {_fmt(pre.get('final_eval_loss'))}; "
+        f"total wall time {summary['wall_time_s']:.1f}s"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"

@@ -1,0 +1,1 @@
+"""Pretraining loop, optimizer and schedule, checkpoints, device placement."""

@@ -1,0 +1,104 @@
+"""Config composition: every option of every group, and the errors users see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
+
+from pretrainer.cli import CONF_DIR
+from pretrainer.config import OBJECTIVE_ARCHS, ConfigError
+
+GROUPS = ["tokenizer", "arch", "arch/size", "objective", "data", "finetune", "trainer", "logger"]
+REQUIRED = {"data/text_files": ["data.paths=[x.txt]"], "data/hub": ["data.name=some/dataset"]}
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+def compatible_arch(objective: str) -> str:
+    return OBJECTIVE_ARCHS[objective][0]
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_of_every_group_composes_to_what_its_file_says(compose_config, group, option):
+    overrides = [f"{group}={option}", *REQUIRED.get(f"{group}/{option}", [])]
+    if group == "objective":
+        overrides.append(f"arch={compatible_arch(option)}")
+    if group == "arch" and option == "decoder":
+        overrides.append("objective=clm")
+    cfg = compose_config(*overrides, tiny=False)
+    section = getattr(cfg, group.split("/")[0])
+    written = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / group / f"{option}.yaml"))
+    for key, value in written.items():
+        if value == "???":  # mandatory value, supplied by REQUIRED above
+            continue
+        assert getattr(section, key) == value, f"{group}={option}: {key}"
+
+
+def test_every_group_has_options():
+    for group in GROUPS:
+        assert options(group), f"conf/{group} is empty"
+
+
+def test_size_preset_sets_shape_and_field_override_wins(compose_config):
+    small = compose_config("arch/size=small", tiny=False)
+    assert (small.arch.n_layer, small.arch.d_model) == (4, 512)
+    custom = compose_config("arch/size=small", "arch.n_layer=3", tiny=False)
+    assert (custom.arch.n_layer, custom.arch.d_model) == (3, 512)
+
+
+def test_typo_in_key_fails_at_compose(compose_config):
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_config("trainer.learning_rate=1e-3")
+    assert "learning_rate" in str(error.value.__cause__) and "TrainerConfig" in str(error.value.__cause__)
+
+
+def test_appended_unknown_key_is_rejected_not_ignored(compose_config):
+    with pytest.raises(ConfigError, match=r"unknown key trainer.learning_rate; valid keys: device, .*lr"):
+        compose_config("+trainer.learning_rate=1e-3")
+
+
+def test_wrong_type_fails_at_compose(compose_config):
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_config("trainer.lr=fast")
+    assert isinstance(error.value.__cause__, ValidationError)
+
+
+def test_unknown_option_lists_valid_ones(compose_config):
+    with pytest.raises(MissingConfigException) as error:
+        compose_config("objective=nope")
+    assert "clm" in str(error.value) and "mlm" in str(error.value)
+
+
+def test_invalid_choice_names_the_valid_choices(compose_config):
+    with pytest.raises(ConfigError, match="cosine, linear, constant"):
+        compose_config("trainer.schedule=cos")
+
+
+@pytest.mark.parametrize("objective,arch", [("clm", "encoder"), ("mlm", "decoder")])
+def test_incompatible_objective_and_arch_names_compatible_archs(compose_config, objective, arch):
+    with pytest.raises(ConfigError) as error:
+        compose_config(f"objective={objective}", f"arch={arch}")
+    message = str(error.value)
+    assert f"objective={objective}" in message
+    assert all(name in message for name in OBJECTIVE_ARCHS[objective])
+
+
+def test_block_longer_than_model_fails(compose_config):
+    with pytest.raises(ConfigError, match="exceeds arch.max_len"):
+        compose_config("data.block_size=256", "arch.max_len=128")
+
+
+def test_missing_paths_for_text_files_is_explained(compose_config):
+    with pytest.raises(Exception, match="paths"):
+        compose_config("data=text_files")
+
+
+def test_unknown_task_lists_valid_tasks(compose_config):
+    with pytest.raises(ConfigError, match="topic"):
+        compose_config("finetune.tasks=[topic,nonsense]")

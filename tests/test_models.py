@@ -1,0 +1,82 @@
+"""The body: causal masking, padding invariance, shapes, parameter groups."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pretrainer.config import ArchConfig
+from pretrainer.models import TransformerBody
+from pretrainer.models.heads import pool
+from pretrainer.training.optim import decay_and_no_decay, lr_multiplier
+
+VOCAB = 100
+
+
+def body(name: str, norm_position: str = "pre") -> TransformerBody:
+    torch.manual_seed(0)
+    cfg = ArchConfig(name=name, n_layer=2, d_model=32, n_head=4, d_ff=64, max_len=32, dropout=0.0,
+                     norm_position=norm_position)
+    return TransformerBody(cfg, VOCAB).eval()
+
+
+@pytest.mark.parametrize("norm_position", ["pre", "post"])
+def test_decoder_future_tokens_do_not_change_earlier_outputs(norm_position):
+    model = body("decoder", norm_position)
+    ids = torch.randint(5, VOCAB, (2, 16))
+    changed = ids.clone()
+    changed[:, 10:] = torch.randint(5, VOCAB, (2, 6))
+    a, b = model(ids), model(changed)
+    assert torch.allclose(a[:, :10], b[:, :10], atol=1e-6)
+    assert not torch.allclose(a[:, 10:], b[:, 10:], atol=1e-3)
+
+
+def test_encoder_sees_both_directions():
+    model = body("encoder")
+    ids = torch.randint(5, VOCAB, (1, 16))
+    changed = ids.clone()
+    changed[0, 15] = (changed[0, 15] + 1 - 5) % (VOCAB - 5) + 5
+    assert not torch.allclose(model(ids)[:, 0], model(changed)[:, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["encoder", "decoder"])
+def test_padding_does_not_change_real_token_outputs(name):
+    model = body(name)
+    ids = torch.randint(5, VOCAB, (1, 10))
+    padded = torch.cat([ids, torch.zeros(1, 6, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(1, 10), torch.zeros(1, 6)], dim=1).bool()
+    assert torch.allclose(model(ids), model(padded, mask)[:, :10], atol=1e-5)
+
+
+def test_input_longer_than_max_len_is_rejected():
+    with pytest.raises(ValueError, match="max_len"):
+        body("encoder")(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_pooling_methods():
+    hidden = torch.arange(2 * 4 * 1, dtype=torch.float).view(2, 4, 1)  # values 0..7
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]]).bool()
+    assert pool(hidden, mask, "first").flatten().tolist() == [0.0, 4.0]
+    assert pool(hidden, mask, "last").flatten().tolist() == [1.0, 7.0]
+    assert pool(hidden, mask, "mean").flatten().tolist() == [0.5, 5.5]
+
+
+def test_weight_decay_skips_norms_biases_and_embeddings():
+    model = body("encoder")
+    decay, no_decay = decay_and_no_decay(model)
+    decay_ids = {id(p) for p in decay}
+    assert id(model.tok_emb.weight) not in decay_ids and id(model.pos_emb.weight) not in decay_ids
+    assert id(model.blocks[0].attn.qkv.weight) in decay_ids
+    assert id(model.blocks[0].attn.qkv.bias) not in decay_ids
+    assert id(model.blocks[0].attn_norm.weight) not in decay_ids
+    assert len(decay) + len(no_decay) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_schedule_warms_up_then_decays_to_min_ratio(schedule):
+    factor = lr_multiplier(schedule, warmup_steps=10, total_steps=100, min_ratio=0.1)
+    assert factor(0) == pytest.approx(0.1)
+    assert factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0)
+    assert factor(55) < factor(20)
+    assert factor(100) == pytest.approx(0.1)

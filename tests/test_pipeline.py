@@ -1,0 +1,137 @@
+"""End to end: `train(cfg)` and the `pretrainer` CLI on tiny configurations."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pretrainer.pipeline import train
+from pretrainer.training import loop
+from pretrainer.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+
+from tests.conftest import TINY
+
+SMALL_DATA = ["data.num_documents=300", "finetune.train_size=40", "finetune.eval_size=40", "finetune.epochs=2"]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_train_writes_the_run_dir_and_loss_goes_down(compose_config, tmp_path):
+    cfg = compose_config(*SMALL_DATA, "trainer.max_steps=60", "trainer.eval_every=30", "trainer.lr=5e-3",
+                         "finetune.tasks=[topic,entailment]")
+    run_dir = tmp_path / "run"
+    summary = train(cfg, run_dir)
+
+    assert (run_dir / "tokenizer" / "tokenizer.json").is_file()
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    pretrain = [r for r in records if r["phase"] == "pretrain"]
+    assert [r["step"] for r in pretrain] == list(range(1, 61))
+    assert {"loss", "lr", "tokens", "tokens_per_s"} <= set(pretrain[0])
+    evals = [r["loss"] for r in records if r["phase"] == "pretrain_eval"]
+    assert len(evals) == 2 and evals[1] < evals[0]
+    # The first step predicts ~uniformly (loss ~ ln V = 5.7); the trained model must be far below.
+    assert pretrain[0]["loss"] == pytest.approx(math.log(cfg.tokenizer.vocab_size), abs=0.3)
+    assert evals[-1] < pretrain[0]["loss"] - 0.3
+
+    assert json.loads((run_dir / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    assert summary["pretrain"]["tokens"] == 60 * 8 * 32
+    for task in ("topic", "entailment"):
+        for init in ("pretrained", "scratch"):
+            result = summary["finetune"][task][init]
+            assert 0.0 <= result["test"]["accuracy"] <= 1.0 and 1 <= result["best_epoch"] <= 2
+    assert "macro_f1" in summary["finetune"]["entailment"]["pretrained"]["test"]  # 3 classes
+
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert checkpoint["format"] == CHECKPOINT_FORMAT
+    assert checkpoint["train_state"]["step"] == 60
+    assert checkpoint["tokenizer_fingerprint"] == summary["tokenizer"]["fingerprint"]
+    assert checkpoint["config"]["objective"]["name"] == "mlm"
+    assert {"model", "optimizer", "scheduler", "rng"} <= set(checkpoint)
+
+
+def test_same_seed_gives_identical_losses(compose_config, tmp_path):
+    cfg = compose_config(*SMALL_DATA, "finetune=none")
+    train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b")
+
+    def losses(run: str) -> list[float]:
+        return [r["loss"] for r in read_jsonl(tmp_path / run / "metrics.jsonl")]
+
+    assert losses("a") == losses("b")
+
+
+def test_interrupted_run_keeps_its_checkpoint_and_resumes_exactly(compose_config, tmp_path, monkeypatch):
+    overrides = [*SMALL_DATA, "finetune=none", "trainer.max_steps=6", "trainer.eval_every=100"]
+    train(compose_config(*overrides), tmp_path / "straight")
+
+    cfg = compose_config(*overrides, "trainer.checkpoint_every=3", "resume=true")
+    run_dir = tmp_path / "interrupted"
+    real_step = loop._optimizer_step
+
+    def crash_at_step_4(*args, **kwargs):
+        if args[-1] == 4:  # the step argument
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_optimizer_step", crash_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["train_state"]["step"] == 3
+    monkeypatch.setattr(loop, "_optimizer_step", real_step)
+    train(cfg, run_dir)
+
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    resumed = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert resumed["train_state"]["step"] == 6
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PRETRAINER_CACHE": str(cwd / "cache")}
+    return subprocess.run([sys.executable, "-m", "pretrainer.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_train_on_a_local_text_file_with_bpe_and_decoder(text_corpus, tmp_path):
+    result = run_cli("train", *TINY, "tokenizer=bpe", "objective=clm", "arch=decoder", "data=text_files",
+                     f"data.paths=[{text_corpus}]", "finetune=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["choices"] == {"tokenizer": "bpe", "arch": "decoder", "objective": "clm", "data": "text_files"}
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+    assert not (Path.cwd() / "metrics.jsonl").exists()  # Hydra did not chdir into the run dir
+
+
+def test_cli_incompatible_pair_fails_fast_with_a_clear_message(tmp_path):
+    result = run_cli("train", "objective=clm", "arch=encoder", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "compatible architectures: decoder" in result.stderr
+    assert not (tmp_path / "run" / "tokenizer").exists()  # no work was done
+
+
+@pytest.mark.parametrize("flag", ["--help"])
+def test_cli_help_lists_groups(flag, tmp_path):
+    result = run_cli("train", flag, cwd=tmp_path)
+    assert result.returncode == 0
+    for group in ("tokenizer:", "arch:", "arch/size:", "objective:", "data:", "finetune:", "trainer:", "logger:"):
+        assert group in result.stdout
+
+
+def test_cli_sweep_runs_every_job_and_reports_the_failed_one(text_corpus, tmp_path):
+    result = run_cli("train", "-m", *TINY, "objective=mlm,clm", "arch=decoder", "data=text_files",
+                     f"data.paths=[{text_corpus}]", "finetune=none", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     cwd=tmp_path)
+    assert result.returncode == 1
+    assert "1 job(s) of the sweep failed" in result.stderr and "objective=mlm" in result.stderr
+    assert (tmp_path / "sweep" / "1" / "summary.json").is_file()  # the clm job still ran
+    assert not (tmp_path / "sweep" / "0" / "summary.json").exists()

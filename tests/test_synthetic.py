@@ -1,0 +1,313 @@
+"""Tests of the embedded synthetic benchmark (pretrainer.data.synthetic)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+
+import pytest
+
+from pretrainer.data.synthetic import (
+    TASK_NAMES,
+    TOPICS,
+    chance_level,
+    generate_corpus,
+    generate_task,
+)
+from pretrainer.data.synthetic import lexicon as lx
+from pretrainer.data.synthetic.agreement import SINGULAR_VERB_FORMS, agreement_splits
+from pretrainer.data.synthetic.grammar import is_reserved, name_pool, tables
+from pretrainer.data.synthetic.topic_words import TOPIC_WORDS
+
+TRAIN, EVAL = 240, 120
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # import from this checkout
+
+
+def sentences(doc: str) -> list[str]:
+    return re.split(r"(?<=\.) ", doc)
+
+
+def tokens(sentence: str) -> list[str]:
+    return sentence.rstrip(".").lower().split()
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    return generate_corpus(0, 300)
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return {name: generate_task(name, 0, TRAIN, EVAL) for name in TASK_NAMES}
+
+
+def all_texts(task) -> list[str]:
+    return [t for split in (task.train, task.dev, task.test) for ex in split
+            for t in (ex.text_a, ex.text_b) if t is not None]
+
+
+# --- determinism ---------------------------------------------------------------
+
+def test_same_seed_same_output():
+    assert generate_corpus(7, 40) == generate_corpus(7, 40)
+    for name in TASK_NAMES:
+        assert generate_task(name, 7, 30, 10) == generate_task(name, 7, 30, 10)
+
+
+def test_different_seed_different_output():
+    assert generate_corpus(1, 20) != generate_corpus(2, 20)
+    for name in TASK_NAMES:
+        assert generate_task(name, 1, 30, 10).train != generate_task(name, 2, 30, 10).train
+
+
+def test_output_does_not_depend_on_string_hashing():
+    # hash() and set order change with PYTHONHASHSEED; the output must not.
+    code = ("import hashlib; from pretrainer.data.synthetic import *; "
+            "t = [generate_task(n, 0, 20, 5) for n in TASK_NAMES]; "
+            "print(hashlib.sha256(repr((generate_corpus(0, 20), t)).encode()).hexdigest())")
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        digests.add(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                   capture_output=True, text=True, cwd=ROOT).stdout)
+    assert len(digests) == 1
+
+
+def test_streams_are_independent():
+    # More documents extend the corpus; a larger eval split leaves train alone.
+    assert generate_corpus(3, 50)[:20] == generate_corpus(3, 20)
+    assert generate_task("topic", 3, 40, 10).train == generate_task("topic", 3, 40, 30).train
+
+
+# --- corpus --------------------------------------------------------------------
+
+def test_corpus_shape(corpus):
+    assert len(corpus) == 300 and generate_corpus(0, 0) == []
+    lengths = [len(doc.split()) for doc in corpus]
+    # target 56..92 words, overshoot by at most one sentence (< 40 words)
+    assert min(lengths) >= 56 and max(lengths) <= 132
+    for doc in corpus[:50]:
+        for s in sentences(doc):
+            assert s.endswith(".") and s[0].isupper() and s.count(".") == 1
+
+
+def test_corpus_words_proportional_to_documents(corpus):
+    # Mean ~80 words/doc with sd ~12: over 150+ docs the mean moves < 3%.
+    small = sum(len(d.split()) for d in corpus[:150])
+    large = sum(len(d.split()) for d in corpus)
+    assert 1.85 < large / small < 2.15
+    assert 60 < large / len(corpus) < 100
+
+
+def test_corpus_documents_have_one_topic(corpus):
+    word_topic = tables().word_topic
+    shares = []
+    for doc in corpus:
+        counts = Counter(word_topic[w] for w in tokens(doc) if w in word_topic)
+        shares.append(counts.most_common(1)[0][1] / sum(counts.values()))
+    # topic words come 85% from the document topic and never from others
+    assert min(shares) == 1.0
+
+
+def test_corpus_polarity_is_consistent_within_documents(corpus):
+    positive = set(lx.POSITIVE_ADJECTIVES)
+    negative = set(lx.NEGATIVE_ADJECTIVES)
+    consistent = 0
+    for doc in corpus:
+        signs = set()
+        for s in sentences(doc):
+            for clause in re.split(r" (?:and|but) ", s):
+                words = tokens(clause)
+                flip = -1 if lx.NEGATION_WORDS & set(words) else 1
+                signs |= {flip for w in words if w in positive}
+                signs |= {-flip for w in words if w in negative}
+        consistent += len(signs) <= 1
+    # every opinion follows the latent sentiment; "and"/"but" splitting is
+    # only approximate (a PP or clause may contain "and"), hence 95%
+    assert consistent >= 0.95 * len(corpus)
+
+
+def test_names_are_rare():
+    docs = generate_corpus(0, 1500)
+    names = set(name_pool(0))
+    counts = Counter(w.rstrip(".") for d in docs for w in d.split() if w.rstrip(".") in names)
+    total = sum(len(d.split()) for d in docs)
+    assert len(counts) > 500                       # a long tail of distinct names
+    assert max(counts.values()) < total / 5000     # none of them frequent
+
+
+# --- all tasks -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_split_sizes_and_exact_balance(tasks, name):
+    task = tasks[name]
+    assert (len(task.train), len(task.dev), len(task.test)) == (TRAIN, EVAL, EVAL)
+    assert task.description and task.name == name
+    for split in (task.train, task.dev, task.test):
+        counts = Counter(ex.label for ex in split)
+        assert set(counts) == set(range(task.num_labels))
+        # labels are dealt round-robin then shuffled: balance is exact up to
+        # one example when the size is not a multiple of the class count
+        assert max(counts.values()) - min(counts.values()) <= 1
+    assert chance_level(name) == pytest.approx(1 / task.num_labels)
+    assert task.is_pair_task == (name == "entailment")
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_task_sentences_disjoint_from_corpus_and_splits(tasks, corpus, name):
+    corpus_sentences = {s for doc in corpus for s in sentences(doc)}
+    assert not any(is_reserved(s) for s in corpus_sentences)
+    task = tasks[name]
+    texts = all_texts(task)
+    assert all(is_reserved(t) for t in texts)
+    assert not set(texts) & corpus_sentences
+    assert len(set(texts)) == len(texts)  # no reuse within or across splits
+
+
+# --- topic ---------------------------------------------------------------------
+
+def test_topic_sentences_use_their_topic_words(tasks):
+    task = tasks["topic"]
+    assert task.label_names == TOPICS and len(TOPICS) == 8
+    word_topic = tables().word_topic
+    for ex in task.train + task.test:
+        words = tokens(ex.text_a)
+        counts = Counter(word_topic[w] for w in words if w in word_topic)
+        assert counts[ex.label] >= 2 and set(counts) == {ex.label}
+        assert not set(words) & set(TOPICS)
+
+
+def test_topic_test_words_often_unseen_in_small_train():
+    task = generate_task("topic", 4, 80, 200)
+    word_topic = tables().word_topic
+    seen = {w for ex in task.train for w in tokens(ex.text_a) if w in word_topic}
+    test = {w for ex in task.test for w in tokens(ex.text_a) if w in word_topic}
+    assert len(test - seen) > 0.3 * len(test)
+
+
+# --- sentiment -------------------------------------------------------------------
+
+def test_sentiment_one_polarity_word_and_negation_balance(tasks):
+    task = tasks["sentiment"]
+    assert task.label_names == ["negative", "positive"]
+    polarity = {w: 1 for w in lx.POSITIVE_ADJECTIVES} | {w: 0 for w in lx.NEGATIVE_ADJECTIVES}
+    for verbs, value in ((lx.POSITIVE_VERBS, 1), (lx.NEGATIVE_VERBS, 0)):
+        polarity |= {form: value for v in verbs for form in lx.verb_forms(v)}
+    word_labels = defaultdict(set)
+    for split in (task.train, task.dev, task.test):
+        negated = Counter()
+        for ex in split:
+            words = tokens(ex.text_a)
+            found = [w for w in words if w in polarity]
+            assert len(found) == 1, ex.text_a
+            is_negated = bool(lx.NEGATION_WORDS & set(words))
+            assert ex.label == polarity[found[0]] ^ is_negated
+            negated[ex.label] += is_negated
+            word_labels[found[0]].add(ex.label)
+        for label in (0, 1):
+            # (label, negated) cells are dealt round-robin: exact halves +-1
+            n = sum(ex.label == label for ex in split)
+            assert abs(negated[label] - n / 2) <= 1
+    both = sum(len(labels) == 2 for labels in word_labels.values())
+    assert both >= 0.6 * len(word_labels)  # ~7 uses per word at this size
+
+
+# --- agreement -------------------------------------------------------------------
+
+def test_agreement_structure_and_minimal_pairs():
+    splits = agreement_splits(0, TRAIN, EVAL)
+    assert [ex for ex, _ in splits["train"]] == generate_task("agreement", 0, TRAIN, EVAL).train
+    plural_nouns = {p for v in (*tables().topics, tables().general)
+                    for pool in (v.agents, v.things) for s, p in pool.items if s != p}
+    heads_by_label = defaultdict(set)
+    for ex, item in (pair for split in splits.values() for pair in split):
+        assert ex.text_a == item.text and ex.label == int(item.acceptable)
+        words = list(item.words)
+        head, attractor = words[item.head_index], words[item.attractor_index]
+        assert item.head_index + 2 <= item.attractor_index < item.verb_index
+        assert (head in plural_nouns) == item.head_plural
+        assert (attractor in plural_nouns) != item.head_plural
+        # the grammatical version agrees with the head, not the attractor
+        assert (words[item.verb_index] in SINGULAR_VERB_FORMS) != item.head_plural
+        shown = tokens(ex.text_a)
+        pairs = zip(shown, tokens(item.grammatical_text), strict=True)  # same length
+        diff = [i for i, (a, b) in enumerate(pairs) if a != b]
+        assert diff == ([] if item.acceptable else [item.verb_index])
+        heads_by_label[ex.label].add(item.head_plural)
+    assert heads_by_label == {0: {False, True}, 1: {False, True}}
+
+
+# --- entailment ------------------------------------------------------------------
+
+def test_entailment_pairs(tasks):
+    task = tasks["entailment"]
+    assert task.label_names == ["entailment", "neutral", "contradiction"]
+    for ex in task.train:
+        assert ex.text_b is not None and ex.text_a != ex.text_b
+
+
+def test_entailment_overlap_alone_is_weak():
+    # Best lookup from (hypothesis-is-subset, length change) to label: if the
+    # generator leaked the label through overlap this would approach 1.0.
+    task = generate_task("entailment", 5, 900, 0)
+    cells = defaultdict(Counter)
+    for ex in task.train:
+        a, b = tokens(ex.text_a), tokens(ex.text_b)
+        cells[set(b) <= set(a), (len(b) > len(a)) - (len(b) < len(a))][ex.label] += 1
+    accuracy = sum(c.most_common(1)[0][1] for c in cells.values()) / len(task.train)
+    assert accuracy < 0.6
+
+
+# --- lexicon and morphology ------------------------------------------------------
+
+def test_inflection():
+    assert [lx.plural(w) for w in ("child", "box", "city", "key")] == \
+        ["children", "boxes", "cities", "keys"]
+    assert [lx.past(w) for w in ("run", "walk", "stop")] == ["ran", "walked", "stopped"]
+    assert [lx.present_participle(w) for w in ("make", "run", "play")] == \
+        ["making", "running", "playing"]
+    assert [lx.third_person(w) for w in ("go", "watch", "study")] == ["goes", "watches", "studies"]
+    assert [lx.past(w) for w in ("visit", "admit", "fry")] == ["visited", "admitted", "fried"]
+
+
+def test_derivation():
+    assert lx.negative_prefix("happy") == "unhappy"
+    assert lx.noun_in_ness("happy") == "happiness"
+    assert [lx.adverb_in_ly(w) for w in ("quick", "gentle", "easy", "true")] == \
+        ["quickly", "gently", "easily", "truly"]
+
+
+def test_lexicon_sizes_and_disjointness():
+    owner: dict[str, set[str]] = defaultdict(set)
+    for topic in TOPIC_WORDS:
+        assert 40 <= len(topic.agents) + len(topic.things) <= 60
+        assert len(topic.verbs) >= 15 and len(topic.adjectives) >= 10
+        for noun in topic.agents + topic.things:
+            owner[noun].add(topic.name)
+            owner[lx.plural(noun)].add(topic.name)
+        for verb in topic.verbs:
+            for form in lx.verb_forms(verb):
+                owner[form].add(topic.name)
+        for adjective in topic.adjectives:
+            owner[adjective].add(topic.name)
+    other = set(lx.GENERAL_AGENTS + lx.GENERAL_THINGS + lx.GENERAL_ADJECTIVES
+                + lx.POSITIVE_ADJECTIVES + lx.NEGATIVE_ADJECTIVES)
+    other |= {f for v in lx.GENERAL_VERBS + lx.POSITIVE_VERBS + lx.NEGATIVE_VERBS
+              for f in lx.verb_forms(v)}
+    assert all(len(topics) == 1 for topics in owner.values())
+    assert not set(owner) & other
+    assert not set(lx.POSITIVE_ADJECTIVES) & set(lx.NEGATIVE_ADJECTIVES)
+    assert 35 <= len(lx.POSITIVE_ADJECTIVES) <= 45 and 35 <= len(lx.NEGATIVE_ADJECTIVES) <= 45
+    assert len(lx.POSITIVE_VERBS) == len(lx.NEGATIVE_VERBS) == 10
+
+
+# --- errors --------------------------------------------------------------------
+
+def test_unknown_task_lists_valid_names():
+    for call in (lambda: generate_task("parsing", 0, 10, 10), lambda: chance_level("parsing")):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert all(name in str(info.value) for name in TASK_NAMES)
