@@ -56,17 +56,22 @@ class ArchConfig:
     dropout: float = 0.1
     max_len: int = 128  # number of learned positions: the longest input the model accepts
     norm_position: str = "pre"  # pre: x + f(norm(x)) ; post: norm(x + f(x)) as in BERT
+    positions: str = "learned"  # learned absolute (BERT, GPT-2) | rotary (RoFormer; relative)
     init_std: float = 0.02
+    tie_embeddings: bool = True  # output projection shares the input embedding matrix
 
     def __post_init__(self) -> None:
         check_choice("arch.name", self.name, ("encoder", "decoder"))
         check_choice("arch.norm_position", self.norm_position, ("pre", "post"))
+        check_choice("arch.positions", self.positions, ("learned", "rotary"))
         check_range("arch.dropout", self.dropout, 0.0, 0.9)
         for key in ("n_layer", "d_model", "n_head", "d_ff", "max_len"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"arch.{key} must be positive, got {getattr(self, key)}")
         if self.d_model % self.n_head:
             raise ConfigError(f"arch.d_model={self.d_model} must be divisible by arch.n_head={self.n_head}")
+        if self.positions == "rotary" and (self.d_model // self.n_head) % 2:
+            raise ConfigError("arch.positions=rotary needs an even head size (arch.d_model / arch.n_head)")
 
 
 @dataclass

@@ -87,6 +87,10 @@ class ProgressBar:
         text = "  ".join(_format_stat(k, v) for k, v in stats.items())
         self._progress.update(self._task, completed=completed, stats=text)
 
+    def note(self, message: str) -> None:
+        """A line above the bar; in a log file (no terminal) these lines are the progress record."""
+        self._progress.console.print(escape(message), style="dim")
+
     def close(self) -> None:
         self._progress.stop()
 

@@ -122,3 +122,13 @@ def test_loss_ignores_unselected_positions():
     selected = tuple(batch["selected"].nonzero()[0].tolist())
     assert torch.equal(with_target_changed(unselected), loss)
     assert not torch.equal(with_target_changed(selected), loss)
+
+
+def test_lm_head_ties_or_unties_the_output_matrix():
+    tied_body = make_body()
+    assert make_mlm(tied_body).head.embedding.weight is tied_body.tok_emb.weight
+    untied_body = TransformerBody(ArchConfig(n_layer=1, d_model=16, n_head=2, d_ff=32, max_len=64,
+                                             tie_embeddings=False), VOCAB)
+    head = make_mlm(untied_body).head
+    assert head.embedding.weight is not untied_body.tok_emb.weight
+    assert head.embedding.weight.shape == untied_body.tok_emb.weight.shape

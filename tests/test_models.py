@@ -8,21 +8,22 @@ import torch
 from pretrainer.config import ArchConfig
 from pretrainer.models import TransformerBody
 from pretrainer.models.heads import pool
+from pretrainer.models.positions import apply_rotary, rotary_angles
 from pretrainer.training.optim import decay_and_no_decay, lr_multiplier
 
 VOCAB = 100
 
 
-def body(name: str, norm_position: str = "pre") -> TransformerBody:
+def body(name: str, norm_position: str = "pre", positions: str = "learned") -> TransformerBody:
     torch.manual_seed(0)
     cfg = ArchConfig(name=name, n_layer=2, d_model=32, n_head=4, d_ff=64, max_len=32, dropout=0.0,
-                     norm_position=norm_position)
+                     norm_position=norm_position, positions=positions)
     return TransformerBody(cfg, VOCAB).eval()
 
 
-@pytest.mark.parametrize("norm_position", ["pre", "post"])
-def test_decoder_future_tokens_do_not_change_earlier_outputs(norm_position):
-    model = body("decoder", norm_position)
+@pytest.mark.parametrize("norm_position,positions", [("pre", "learned"), ("post", "learned"), ("pre", "rotary")])
+def test_decoder_future_tokens_do_not_change_earlier_outputs(norm_position, positions):
+    model = body("decoder", norm_position, positions)
     ids = torch.randint(5, VOCAB, (2, 16))
     changed = ids.clone()
     changed[:, 10:] = torch.randint(5, VOCAB, (2, 6))
@@ -39,9 +40,9 @@ def test_encoder_sees_both_directions():
     assert not torch.allclose(model(ids)[:, 0], model(changed)[:, 0], atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["encoder", "decoder"])
-def test_padding_does_not_change_real_token_outputs(name):
-    model = body(name)
+@pytest.mark.parametrize("name,positions", [("encoder", "learned"), ("decoder", "learned"), ("encoder", "rotary")])
+def test_padding_does_not_change_real_token_outputs(name, positions):
+    model = body(name, positions=positions)
     ids = torch.randint(5, VOCAB, (1, 10))
     padded = torch.cat([ids, torch.zeros(1, 6, dtype=torch.long)], dim=1)
     mask = torch.cat([torch.ones(1, 10), torch.zeros(1, 6)], dim=1).bool()
@@ -80,3 +81,20 @@ def test_schedule_warms_up_then_decays_to_min_ratio(schedule):
     assert factor(10) == pytest.approx(1.0)
     assert factor(55) < factor(20)
     assert factor(100) == pytest.approx(0.1)
+
+
+def test_rotary_scores_depend_only_on_relative_offset():
+    cos, sin = rotary_angles(40, 8, torch.device("cpu"))
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(i: int, j: int) -> float:
+        rq = apply_rotary(q, cos[i : i + 1], sin[i : i + 1])
+        rk = apply_rotary(k, cos[j : j + 1], sin[j : j + 1])
+        return float((rq * rk).sum())
+
+    assert score(3, 7) == pytest.approx(score(20, 24), abs=1e-5)
+    assert score(3, 7) != pytest.approx(score(3, 9), abs=1e-3)
+
+
+def test_rotary_body_has_no_learned_positions():
+    assert body("encoder", positions="rotary").pos_emb is None

@@ -8,16 +8,23 @@ from torch import nn
 
 
 class LMHead(nn.Module):
-    """Hidden rows (N, C) -> vocabulary logits (N, V), output matrix tied to the input embedding.
+    """Hidden rows (N, C) -> vocabulary logits (N, V).
 
-    `transform=True` adds BERT's dense + GELU + LayerNorm before the projection.
+    `tied=True` uses the input embedding matrix as the output matrix (BERT, GPT-2);
+    otherwise the head owns a separate one. `transform=True` adds BERT's
+    dense + GELU + LayerNorm before the projection.
     """
 
-    def __init__(self, embedding: nn.Embedding, transform: bool):
+    def __init__(self, embedding: nn.Embedding, transform: bool, tied: bool = True):
         super().__init__()
         vocab_size, d_model = embedding.weight.shape
-        self.embedding = embedding  # shared, not copied: its weight is the output matrix
-        self.transform = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model)) if transform else nn.Identity()
+        if tied:
+            self.embedding = embedding  # shared, not copied: its weight is the output matrix
+        else:
+            self.embedding = nn.Embedding(vocab_size, d_model)
+            nn.init.normal_(self.embedding.weight, std=embedding.weight.detach().std().item())
+        self.transform = (nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model))
+                          if transform else nn.Identity())
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretrainer.config import ArchConfig
+from pretrainer.models.positions import apply_rotary, rotary_angles
 
 
 class SelfAttention(nn.Module):
@@ -22,13 +23,17 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.n_head = cfg.n_head
         self.causal = causal
+        self.rotary = cfg.positions == "rotary"
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.out = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         # key_padding: (B, T) True at real tokens -> (B, 1, 1, T) so padded keys are never attended.
         mask = None if key_padding is None else key_padding[:, None, None, :]
         y = F.scaled_dot_product_attention(
@@ -60,11 +65,12 @@ class Block(nn.Module):
         self.ffn = FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         if self.pre_norm:
-            x = x + self.drop(self.attn(self.attn_norm(x), key_padding))
+            x = x + self.drop(self.attn(self.attn_norm(x), key_padding, rotary))
             return x + self.drop(self.ffn(self.ffn_norm(x)))
-        x = self.attn_norm(x + self.drop(self.attn(x, key_padding)))
+        x = self.attn_norm(x + self.drop(self.attn(x, key_padding, rotary)))
         return self.ffn_norm(x + self.drop(self.ffn(x)))
 
 
@@ -76,7 +82,8 @@ class TransformerBody(nn.Module):
         self.cfg = cfg
         self.causal = cfg.name == "decoder"
         self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
-        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
+        # Learned absolute positions are added to the input; rotary ones rotate q and k.
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
         # Post-LN (BERT) normalises the embeddings; pre-LN normalises the last block's output.
         self.emb_norm = nn.LayerNorm(cfg.d_model) if cfg.norm_position == "post" else nn.Identity()
         self.drop = nn.Dropout(cfg.dropout)
@@ -100,11 +107,16 @@ class TransformerBody(nn.Module):
         B, T = input_ids.shape
         if T > self.cfg.max_len:
             raise ValueError(f"input length {T} exceeds arch.max_len={self.cfg.max_len}")
-        positions = torch.arange(T, device=input_ids.device)
-        x = self.drop(self.emb_norm(self.tok_emb(input_ids) + self.pos_emb(positions)))  # (B, T, C)
+        x = self.tok_emb(input_ids)  # (B, T, C)
+        rotary = None
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(T, device=input_ids.device))
+        else:
+            rotary = rotary_angles(T, self.cfg.d_model // self.cfg.n_head, input_ids.device)
+        x = self.drop(self.emb_norm(x))
         key_padding = None
         if attention_mask is not None and not self.causal and not bool(attention_mask.all()):
             key_padding = attention_mask.bool()
         for block in self.blocks:
-            x = block(x, key_padding)
+            x = block(x, key_padding, rotary)
         return self.final_norm(x)

@@ -15,7 +15,7 @@ from pretrainer.tokenization import SpecialIds
 class CausalLM(Objective):
     def __init__(self, cfg: ObjectiveConfig, body: TransformerBody, special: SpecialIds, vocab_size: int):
         super().__init__(special, vocab_size)
-        self.head = LMHead(body.tok_emb, transform=False)
+        self.head = LMHead(body.tok_emb, transform=False, tied=body.cfg.tie_embeddings)
 
     def collate(self, blocks: np.ndarray, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.as_tensor(blocks, dtype=torch.long)}  # (B, T); no randomness needed

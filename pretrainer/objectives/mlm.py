@@ -23,7 +23,7 @@ class MaskedLM(Objective):
     def __init__(self, cfg: ObjectiveConfig, body: TransformerBody, special: SpecialIds, vocab_size: int):
         super().__init__(special, vocab_size)
         self.cfg = cfg
-        self.head = LMHead(body.tok_emb, transform=True)
+        self.head = LMHead(body.tok_emb, transform=True, tied=body.cfg.tie_embeddings)
         self.register_buffer("is_special", special_token_table(special, vocab_size), persistent=False)
 
     def collate(self, blocks: np.ndarray, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -106,7 +106,8 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
     model.train()
     while state.step < steps:
         if state.step > 0 and state.step % cfg.eval_every == 0:
-            _record_eval(model, data, cfg, runtime, logger, state)
+            if _record_eval(model, data, cfg, runtime, logger, state) is not None:
+                bar.note(f"step {state.step}/{steps}: eval loss {state.eval_losses[-1][1]:.3f}")
         if cfg.checkpoint_every and state.step > 0 and state.step % cfg.checkpoint_every == 0:
             _save(runtime, model, optimizer, scheduler, state)
 
@@ -150,13 +151,15 @@ def _optimizer_step(forward_model: nn.Module, model: PretrainingModel, blocks: B
 
 
 def _record_eval(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, runtime: Runtime,
-                 logger: RunLogger, state: TrainState) -> None:
+                 logger: RunLogger, state: TrainState) -> float | None:
+    """Eval loss at this step (measured once per step), appended to the state and logged."""
     if state.eval_losses and state.eval_losses[-1][0] == state.step:
-        return
+        return state.eval_losses[-1][1]
     loss = estimate_eval_loss(model, data.eval, cfg, runtime)
     if loss is not None:
         state.eval_losses.append((state.step, loss))
         logger.log({"phase": "pretrain_eval", "step": state.step, "loss": loss, "tokens": state.tokens_seen})
+    return loss
 
 
 def _save(runtime: Runtime, model: PretrainingModel, optimizer: torch.optim.Optimizer,
