@@ -41,7 +41,8 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     cache_dir = Path(cfg.cache_dir).expanduser()
 
     corpus = open_corpus(cfg.data)
-    tokenizer, tokenizer_cached = load_or_train_tokenizer(cfg.tokenizer, corpus.fingerprint, corpus.documents(), cache_dir)
+    tokenizer, tokenizer_cached = load_or_train_tokenizer(
+        cfg.tokenizer, corpus.fingerprint, corpus.documents(), cache_dir)
     tokenizer_hash = tokenizer_fingerprint(tokenizer)
     write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
     packed = load_or_pack(corpus.documents(), tokenizer, corpus.fingerprint, tokenizer_hash,
@@ -65,7 +66,8 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
         pretrained_weights = {k: v.detach().cpu().clone() for k, v in body.state_dict().items()}
         del model, body
 
-        results = _finetune_all(cfg, tokenizer, special, pretrained_weights, FinetuneContext(device, bf16, special.pad, logger))
+        context = FinetuneContext(device, bf16, special.pad, logger)
+        results = _finetune_all(cfg, tokenizer, pretrained_weights, context)
         summary = _summary(cfg, run_name, run_dir, tokenizer, tokenizer_hash, packed, state, pretrain_seconds, results)
         summary["wall_time_s"] = clock.elapsed()
         write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
@@ -76,7 +78,7 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _finetune_all(cfg: Config, tokenizer: Tokenizer, special: SpecialIds, pretrained: dict[str, torch.Tensor],
+def _finetune_all(cfg: Config, tokenizer: Tokenizer, pretrained: dict[str, torch.Tensor],
                   ctx: FinetuneContext) -> dict[str, Any]:
     vocab_size = tokenizer.get_vocab_size()
 
@@ -90,10 +92,9 @@ def _finetune_all(cfg: Config, tokenizer: Tokenizer, special: SpecialIds, pretra
 
     results: dict[str, Any] = {}
     for task in load_tasks(cfg.finetune):
-        encoded = EncodedTask(
-            task.name, task.num_labels,
-            *(encode_examples(tokenizer, split, cfg.finetune.max_length) for split in (task.train, task.dev, task.test)),
-        )
+        splits = (task.train, task.dev, task.test)
+        encoded = EncodedTask(task.name, task.num_labels,
+                              *(encode_examples(tokenizer, split, cfg.finetune.max_length) for split in splits))
         result: dict[str, Any] = {"num_labels": task.num_labels, "chance": chance_accuracy(task),
                                   "train_size": len(task.train)}
         inits = {"pretrained": pretrained_body} | ({"scratch": scratch_body} if cfg.finetune.scratch_baseline else {})
@@ -108,7 +109,8 @@ def _finetune_all(cfg: Config, tokenizer: Tokenizer, special: SpecialIds, pretra
 
 
 def _summary(cfg: Config, run_name: str, run_dir: Path, tokenizer: Tokenizer, tokenizer_hash: str,
-             packed: PackedCorpus, state: TrainState, pretrain_seconds: float, results: dict[str, Any]) -> dict[str, Any]:
+             packed: PackedCorpus, state: TrainState, pretrain_seconds: float,
+             results: dict[str, Any]) -> dict[str, Any]:
     final_eval = state.eval_losses[-1][1] if state.eval_losses else None
     return {
         "run_name": run_name,

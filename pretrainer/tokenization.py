@@ -35,7 +35,7 @@ class SpecialIds:
     count: int  # ids below `count` are special
 
     @classmethod
-    def of(cls, tokenizer: Tokenizer) -> "SpecialIds":
+    def of(cls, tokenizer: Tokenizer) -> SpecialIds:
         ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
         if ids != list(range(len(SPECIAL_TOKENS))):
             raise ValueError(f"tokenizer special tokens must be {SPECIAL_TOKENS} at ids 0..4, got {ids}")

@@ -38,7 +38,9 @@ def main(dirs: list[str]) -> None:
         gap = pre[0] - scr[0]
         verdict = "yes" if gap > pre[1] + scr[1] else "no"
         chance = summaries[0]["finetune"][task]["chance"]
-        print(f"| {task} | {chance:.3f} | {pre[0]:.3f} ± {pre[1]:.3f} | {scr[0]:.3f} ± {scr[1]:.3f} | {gap:+.3f} | {verdict} |")
+        cells = [task, f"{chance:.3f}", f"{pre[0]:.3f} ± {pre[1]:.3f}", f"{scr[0]:.3f} ± {scr[1]:.3f}",
+                 f"{gap:+.3f}", verdict]
+        print("| " + " | ".join(cells) + " |")
     walls = [s["wall_time_s"] for s in summaries]
     losses = [s["pretrain"]["final_eval_loss"] for s in summaries]
     print(f"\nwall time per run {statistics.mean(walls):.0f}s (min {min(walls):.0f}, max {max(walls):.0f}); "

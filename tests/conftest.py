@@ -39,5 +39,6 @@ def text_corpus(tmp_path):
     rng = random.Random(0)
     words = "the cat sat on a mat while dogs ran far and birds sang over green hills near blue lakes".split()
     path = tmp_path / "corpus.txt"
-    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(10, 40))) for _ in range(300)) + "\n")
+    documents = (" ".join(rng.choice(words) for _ in range(rng.randint(10, 40))) for _ in range(300))
+    path.write_text("\n".join(documents) + "\n")
     return path

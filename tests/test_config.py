@@ -35,7 +35,7 @@ def test_every_option_of_every_group_composes_to_what_its_file_says(compose_conf
     section = getattr(cfg, group.split("/")[0])
     written = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / group / f"{option}.yaml"))
     for key, value in written.items():
-        if value == "???":  # mandatory value, supplied by REQUIRED above
+        if value == "???" or str(value).startswith("${"):  # mandatory (see REQUIRED) or interpolated
             continue
         assert getattr(section, key) == value, f"{group}={option}: {key}"
 
@@ -102,3 +102,10 @@ def test_missing_paths_for_text_files_is_explained(compose_config):
 def test_unknown_task_lists_valid_tasks(compose_config):
     with pytest.raises(ConfigError, match="topic"):
         compose_config("finetune.tasks=[topic,nonsense]")
+
+
+def test_top_level_seed_drives_trainer_and_finetune_seeds(compose_config):
+    cfg = compose_config("seed=7")
+    assert (cfg.seed, cfg.trainer.seed, cfg.finetune.seed) == (7, 7, 7)
+    assert cfg.data.seed == 0  # the benchmark corpus stays the same
+    assert compose_config("seed=7", "trainer.seed=1").trainer.seed == 1

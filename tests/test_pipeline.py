@@ -15,7 +15,6 @@ import torch
 from pretrainer.pipeline import train
 from pretrainer.training import loop
 from pretrainer.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
-
 from tests.conftest import TINY
 
 SMALL_DATA = ["data.num_documents=300", "finetune.train_size=40", "finetune.eval_size=40", "finetune.epochs=2"]
@@ -135,3 +134,11 @@ def test_cli_sweep_runs_every_job_and_reports_the_failed_one(text_corpus, tmp_pa
     assert "1 job(s) of the sweep failed" in result.stderr and "objective=mlm" in result.stderr
     assert (tmp_path / "sweep" / "1" / "summary.json").is_file()  # the clm job still ran
     assert not (tmp_path / "sweep" / "0" / "summary.json").exists()
+
+
+def test_wandb_logger_writes_an_offline_run_in_the_run_dir(text_corpus, tmp_path):
+    result = run_cli("train", *TINY, "logger=wandb", "data=text_files", f"data.paths=[{text_corpus}]",
+                     "finetune=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 
-def rotary_angles(length: int, head_dim: int, device: torch.device, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_angles(length: int, head_dim: int, device: torch.device,
+                  base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables, each (T, D/2)."""
     inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)  # (T, D/2)

@@ -175,8 +175,9 @@ def _restore(runtime: Runtime, model: PretrainingModel, optimizer: torch.optim.O
     payload = load_checkpoint(runtime.checkpoint_path)
     expected = runtime.checkpoint_extras.get("tokenizer_fingerprint")
     if payload.get("tokenizer_fingerprint") != expected:
-        raise ValueError(f"{runtime.checkpoint_path} was trained with tokenizer {payload.get('tokenizer_fingerprint')}, "
-                         f"this run has {expected}: resuming would scramble the vocabulary")
+        found = payload.get("tokenizer_fingerprint")
+        raise ValueError(f"{runtime.checkpoint_path} was trained with tokenizer {found}, this run has "
+                         f"{expected}: resuming would scramble the vocabulary")
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
