@@ -35,8 +35,9 @@ class RunLogger:
     def log(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")
         if self._wandb_run is not None:
-            phase = record.get("phase", "train")
-            values = {f"{phase}/{k}": v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
+            # finetune/topic/scratch/loss: one chart per task and initialisation
+            prefix = "/".join(str(record[k]) for k in ("phase", "task", "init") if k in record)
+            values = {f"{prefix}/{k}": v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
             self._wandb_run.log(values)
 
     def summarize(self, summary: dict[str, Any]) -> None:

@@ -1,0 +1,39 @@
+"""Device/precision choice and the token budget (no GPU needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pretrainer.config import ConfigError, TrainerConfig
+from pretrainer.training.device import resolve_device, use_bf16
+from pretrainer.training.loop import step_generator, total_steps
+
+
+def test_auto_device_is_cuda_only_when_available():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_asking_for_cuda_without_it_is_a_clear_error():
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_device("cuda")
+
+
+def test_auto_precision_is_bf16_on_cuda_and_fp32_on_cpu():
+    assert use_bf16("auto", torch.device("cuda")) and not use_bf16("auto", torch.device("cpu"))
+    assert use_bf16("bf16", torch.device("cpu")) and not use_bf16("fp32", torch.device("cuda"))
+
+
+def test_token_budget_wins_over_steps_and_rounds_up():
+    cfg = TrainerConfig(batch_size=4, grad_accum=2, max_steps=5, max_tokens=1000)
+    assert total_steps(cfg, block_size=32) == 4  # 1000 / (4 * 2 * 32) = 3.9 -> 4
+    assert total_steps(TrainerConfig(max_steps=7), block_size=32) == 7
+
+
+def test_step_generators_are_reproducible_and_independent():
+    a = torch.rand(4, generator=step_generator(0, 0, 5, 0))
+    assert torch.equal(a, torch.rand(4, generator=step_generator(0, 0, 5, 0)))
+    assert not torch.equal(a, torch.rand(4, generator=step_generator(0, 0, 6, 0)))
+    assert not torch.equal(a, torch.rand(4, generator=step_generator(1, 0, 5, 0)))
