@@ -15,14 +15,14 @@ class LMHead(nn.Module):
     dense + GELU + LayerNorm before the projection.
     """
 
-    def __init__(self, embedding: nn.Embedding, transform: bool, tied: bool = True):
+    def __init__(self, embedding: nn.Embedding, transform: bool, tied: bool = True, init_std: float = 0.02):
         super().__init__()
         vocab_size, d_model = embedding.weight.shape
         if tied:
             self.embedding = embedding  # shared, not copied: its weight is the output matrix
         else:
             self.embedding = nn.Embedding(vocab_size, d_model)
-            nn.init.normal_(self.embedding.weight, std=embedding.weight.detach().std().item())
+            nn.init.normal_(self.embedding.weight, std=init_std)
         self.transform = (nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model))
                           if transform else nn.Identity())
         self.bias = nn.Parameter(torch.zeros(vocab_size))

@@ -23,7 +23,6 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.n_head = cfg.n_head
         self.causal = causal
-        self.rotary = cfg.positions == "rotary"
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.out = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
@@ -84,6 +83,10 @@ class TransformerBody(nn.Module):
         self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
         # Learned absolute positions are added to the input; rotary ones rotate q and k.
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
+        if cfg.positions == "rotary":  # (max_len, D/2) tables, sliced to T; not saved in checkpoints
+            cos, sin = rotary_angles(cfg.max_len, cfg.d_model // cfg.n_head, torch.device("cpu"))
+            self.register_buffer("rotary_cos", cos, persistent=False)
+            self.register_buffer("rotary_sin", sin, persistent=False)
         # Post-LN (BERT) normalises the embeddings; pre-LN normalises the last block's output.
         self.emb_norm = nn.LayerNorm(cfg.d_model) if cfg.norm_position == "post" else nn.Identity()
         self.drop = nn.Dropout(cfg.dropout)
@@ -112,7 +115,7 @@ class TransformerBody(nn.Module):
         if self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(T, device=input_ids.device))
         else:
-            rotary = rotary_angles(T, self.cfg.d_model // self.cfg.n_head, input_ids.device)
+            rotary = (self.rotary_cos[:T], self.rotary_sin[:T])
         x = self.drop(self.emb_norm(x))
         key_padding = None
         if attention_mask is not None and not self.causal and not bool(attention_mask.all()):

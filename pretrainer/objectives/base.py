@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pretrainer.models import TransformerBody
+from pretrainer.models import LMHead, TransformerBody
 from pretrainer.tokenization import SpecialIds
 
 
@@ -41,3 +41,8 @@ def special_token_table(special: SpecialIds, vocab_size: int) -> torch.Tensor:
     table = torch.zeros(vocab_size, dtype=torch.bool)
     table[: special.count] = True
     return table
+
+
+def lm_head(body: TransformerBody, transform: bool) -> LMHead:
+    """The vocabulary head on `body`, tied to its embedding unless `arch.tie_embeddings=false`."""
+    return LMHead(body.tok_emb, transform=transform, tied=body.cfg.tie_embeddings, init_std=body.cfg.init_std)

@@ -7,15 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from pretrainer.config import ObjectiveConfig
-from pretrainer.models import LMHead, TransformerBody
-from pretrainer.objectives.base import Objective, ObjectiveOutput
+from pretrainer.models import TransformerBody
+from pretrainer.objectives.base import Objective, ObjectiveOutput, lm_head
 from pretrainer.tokenization import SpecialIds
 
 
 class CausalLM(Objective):
     def __init__(self, cfg: ObjectiveConfig, body: TransformerBody, special: SpecialIds, vocab_size: int):
         super().__init__(special, vocab_size)
-        self.head = LMHead(body.tok_emb, transform=False, tied=body.cfg.tie_embeddings)
+        self.head = lm_head(body, transform=False)
 
     def collate(self, blocks: np.ndarray, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.as_tensor(blocks, dtype=torch.long)}  # (B, T); no randomness needed

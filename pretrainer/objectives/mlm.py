@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from pretrainer.config import ObjectiveConfig
-from pretrainer.models import LMHead, TransformerBody
-from pretrainer.objectives.base import Objective, ObjectiveOutput, special_token_table
+from pretrainer.models import TransformerBody
+from pretrainer.objectives.base import Objective, ObjectiveOutput, lm_head, special_token_table
 from pretrainer.tokenization import SpecialIds
 
 
@@ -23,7 +23,7 @@ class MaskedLM(Objective):
     def __init__(self, cfg: ObjectiveConfig, body: TransformerBody, special: SpecialIds, vocab_size: int):
         super().__init__(special, vocab_size)
         self.cfg = cfg
-        self.head = LMHead(body.tok_emb, transform=True, tied=body.cfg.tie_embeddings)
+        self.head = lm_head(body, transform=True)
         self.register_buffer("is_special", special_token_table(special, vocab_size), persistent=False)
 
     def collate(self, blocks: np.ndarray, generator: torch.Generator) -> dict[str, torch.Tensor]:

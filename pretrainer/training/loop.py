@@ -106,8 +106,9 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
     model.train()
     while state.step < steps:
         if state.step > 0 and state.step % cfg.eval_every == 0:
-            if _record_eval(model, data, cfg, runtime, logger, state) is not None:
-                bar.note(f"step {state.step}/{steps}: eval loss {state.eval_losses[-1][1]:.3f}")
+            eval_loss = _record_eval(model, data, cfg, runtime, logger, state)
+            if eval_loss is not None:
+                bar.note(f"step {state.step}/{steps}: eval loss {eval_loss:.3f}")
         if cfg.checkpoint_every and state.step > 0 and state.step % cfg.checkpoint_every == 0:
             _save(runtime, model, optimizer, scheduler, state)
 
