@@ -43,12 +43,16 @@ class TokenizerConfig:
             raise ConfigError("tokenizer.sample_documents must be at least 1")
 
 
+ARCH_NAMES = ("encoder", "decoder", "encoder_decoder")
+
+
 @dataclass
 class ArchConfig:
     """Model family and shape (group `arch`, sizes from group `arch/size`)."""
 
-    name: str = "encoder"  # encoder (bidirectional, BERT-like) | decoder (causal, GPT-like)
-    n_layer: int = 2
+    name: str = "encoder"  # encoder (BERT-like) | decoder (causal, GPT-like) | encoder_decoder (T5/BART-like)
+    n_layer: int = 2  # encoder_decoder: layers of the encoder
+    n_decoder_layer: int | None = None  # encoder_decoder: layers of the decoder (None: n_layer)
     d_model: int = 128
     n_head: int = 4
     d_ff: int = 512
@@ -58,9 +62,10 @@ class ArchConfig:
     positions: str = "learned"  # learned absolute (BERT, GPT-2) | rotary (RoFormer; relative)
     init_std: float = 0.02
     tie_embeddings: bool = True  # output projection shares the input embedding matrix
+    segment_embeddings: bool = False  # token-type embeddings for sentence A / B (BERT); NSP/SOP set it
 
     def __post_init__(self) -> None:
-        check_choice("arch.name", self.name, ("encoder", "decoder"))
+        check_choice("arch.name", self.name, ARCH_NAMES)
         check_choice("arch.norm_position", self.norm_position, ("pre", "post"))
         check_choice("arch.positions", self.positions, ("learned", "rotary"))
         check_range("arch.dropout", self.dropout, 0.0, 0.9)
@@ -71,24 +76,57 @@ class ArchConfig:
             raise ConfigError(f"arch.d_model={self.d_model} must be divisible by arch.n_head={self.n_head}")
         if self.positions == "rotary" and (self.d_model // self.n_head) % 2:
             raise ConfigError("arch.positions=rotary needs an even head size (arch.d_model / arch.n_head)")
+        if self.n_decoder_layer is not None and self.n_decoder_layer < 1:
+            raise ConfigError(f"arch.n_decoder_layer must be positive, got {self.n_decoder_layer}")
+
+
+# Which architecture families each objective can train. Kept here (not in the objective
+# modules) so that an incompatible pair fails before anything is imported or built. The
+# first family is the objective's natural one, which `conf/objective/NAME.yaml` selects.
+OBJECTIVE_ARCHS: dict[str, tuple[str, ...]] = {
+    "mlm": ("encoder",),
+    "wwm": ("encoder",),
+    "span_mlm": ("encoder",),
+    "mlm_nsp": ("encoder",),
+    "mlm_sop": ("encoder",),
+    "electra": ("encoder",),
+    "clm": ("decoder",),
+    "prefix_lm": ("decoder",),
+    "t5_span": ("encoder_decoder",),
+    "bart": ("encoder_decoder",),
+}
 
 
 @dataclass
 class ObjectiveConfig:
-    """Pretraining objective (group `objective`). Masking fields apply to `mlm` only."""
+    """Pretraining objective (group `objective`). Each objective reads the fields it names;
+    one name per concept: `mask_prob` is the share of tokens corrupted by every objective."""
 
-    name: str = "mlm"  # mlm (masked LM, BERT) | clm (next-token prediction, GPT)
-    mask_prob: float = 0.15  # share of (non-special) tokens selected for prediction
-    mask_token_prob: float = 0.8  # of the selected: replaced by [MASK]
+    name: str = "mlm"  # see OBJECTIVE_ARCHS and the README's table
+    mask_prob: float = 0.15  # share of (non-special) tokens selected / corrupted
+    mask_token_prob: float = 0.8  # of the selected: replaced by [MASK] (mlm, wwm, span_mlm, nsp/sop, electra)
     random_token_prob: float = 0.1  # of the selected: replaced by a random token; rest unchanged
+    span_geometric_p: float = 0.2  # span_mlm: span length in words ~ Geometric(p) ...
+    max_span_length: int = 10  # span_mlm: ... clipped (truncated) at this many words
+    mean_span_length: float = 3.0  # t5_span: mean noise span length; bart: Poisson lambda of span lengths
+    permute_sentences: bool = True  # bart: shuffle the sentences of each document in the input
+    generator_fraction: float = 0.25  # electra: generator width / discriminator width
+    discriminator_weight: float = 50.0  # electra: lambda in generator MLM + lambda * discriminator loss
 
     def __post_init__(self) -> None:
-        check_choice("objective.name", self.name, ("mlm", "clm"))
+        check_choice("objective.name", self.name, tuple(OBJECTIVE_ARCHS))
         check_range("objective.mask_prob", self.mask_prob, 0.0, 1.0)
         check_range("objective.mask_token_prob", self.mask_token_prob, 0.0, 1.0)
         check_range("objective.random_token_prob", self.random_token_prob, 0.0, 1.0)
         if self.mask_token_prob + self.random_token_prob > 1.0 + 1e-9:
             raise ConfigError("objective.mask_token_prob + objective.random_token_prob must be <= 1")
+        check_range("objective.span_geometric_p", self.span_geometric_p, 1e-3, 1.0)
+        check_range("objective.mean_span_length", self.mean_span_length, 1.0, 100.0)
+        check_range("objective.generator_fraction", self.generator_fraction, 0.01, 1.0)
+        if self.max_span_length < 1:
+            raise ConfigError(f"objective.max_span_length must be positive, got {self.max_span_length}")
+        if self.discriminator_weight <= 0:
+            raise ConfigError("objective.discriminator_weight must be positive")
 
 
 @dataclass
@@ -228,14 +266,6 @@ class Config:
         check_cross_group(self)
 
 
-# Which architecture families each objective can train. Kept here (not in the objective
-# modules) so that an incompatible pair fails before anything is imported or built.
-OBJECTIVE_ARCHS: dict[str, tuple[str, ...]] = {
-    "mlm": ("encoder",),
-    "clm": ("decoder",),
-}
-
-
 def check_cross_group(cfg: Config) -> None:
     """Checks that involve more than one group; raised before any work starts."""
     compatible = OBJECTIVE_ARCHS[cfg.objective.name]
@@ -244,6 +274,11 @@ def check_cross_group(cfg: Config) -> None:
             f"objective={cfg.objective.name} cannot train arch={cfg.arch.name}; "
             f"compatible architectures: {', '.join(compatible)}"
         )
+    if cfg.arch.segment_embeddings and cfg.arch.name == "encoder_decoder":
+        raise ConfigError("arch.segment_embeddings applies to arch=encoder or arch=decoder, not encoder_decoder")
+    if cfg.objective.name in ("mlm_nsp", "mlm_sop") and not cfg.arch.segment_embeddings:
+        raise ConfigError(f"objective={cfg.objective.name} needs arch.segment_embeddings=true "
+                          "(sentence A / B token types)")
     if cfg.data.block_size > cfg.arch.max_len:
         raise ConfigError(
             f"data.block_size={cfg.data.block_size} exceeds arch.max_len={cfg.arch.max_len}"

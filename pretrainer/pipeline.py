@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from tokenizers import Tokenizer
+from torch import nn
 
 from pretrainer.config import Config
 from pretrainer.data.blocks import PackedCorpus, load_or_pack
@@ -21,9 +22,9 @@ from pretrainer.finetune.recipe import EncodedTask, FinetuneContext, finetune
 from pretrainer.finetune.tasks import chance_accuracy, load_tasks
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table
-from pretrainer.models import TransformerBody
-from pretrainer.objectives import build_objective
-from pretrainer.tokenization import SpecialIds, load_or_train_tokenizer, tokenizer_fingerprint
+from pretrainer.models import build_body
+from pretrainer.objectives import build_objective, objective_class
+from pretrainer.tokenization import SpecialIds, add_special_tokens, load_or_train_tokenizer, tokenizer_fingerprint
 from pretrainer.training.device import resolve_device, use_bf16
 from pretrainer.training.loop import PretrainingModel, Runtime, TrainState, pretrain
 
@@ -41,12 +42,16 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     cache_dir = Path(cfg.cache_dir).expanduser()
 
     corpus = open_corpus(cfg.data)
-    tokenizer, tokenizer_cached = load_or_train_tokenizer(
+    trained, tokenizer_cached = load_or_train_tokenizer(
         cfg.tokenizer, corpus.fingerprint, corpus.documents(), cache_dir)
+    objective_type = objective_class(cfg.objective)
+    packed = load_or_pack(corpus.documents(), trained, corpus.fingerprint, tokenizer_fingerprint(trained),
+                          objective_type.raw_block_size(cfg.objective, cfg.data.block_size),
+                          cfg.data.eval_fraction, cache_dir)
+    # Tokens an objective adds (T5's sentinels) go after the trained vocabulary; text encodes as before.
+    tokenizer = add_special_tokens(trained, objective_type.special_tokens(cfg.objective, cfg.data.block_size))
     tokenizer_hash = tokenizer_fingerprint(tokenizer)
     write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
-    packed = load_or_pack(corpus.documents(), tokenizer, corpus.fingerprint, tokenizer_hash,
-                          cfg.data.block_size, cfg.data.eval_fraction, cache_dir)
     info(f"{run_name}: device {device}{' (bf16)' if bf16 else ''}; tokenizer "
                   f"{'cached' if tokenizer_cached else 'trained'} ({tokenizer.get_vocab_size()} tokens); "
                   f"{packed.train.num_blocks} train / {packed.eval.num_blocks} eval blocks "
@@ -55,7 +60,7 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     logger = RunLogger(run_dir, cfg.logger, run_name, asdict(cfg))
     try:
         special = SpecialIds.of(tokenizer)
-        body = TransformerBody(cfg.arch, tokenizer.get_vocab_size())
+        body = build_body(cfg.arch, tokenizer.get_vocab_size())
         model = PretrainingModel(body, build_objective(cfg.objective, body, special, tokenizer.get_vocab_size()))
         model.to(device)
         runtime = Runtime(device, bf16, run_dir / "checkpoints" / "last.pt",
@@ -82,13 +87,13 @@ def _finetune_all(cfg: Config, tokenizer: Tokenizer, pretrained: dict[str, torch
                   ctx: FinetuneContext) -> dict[str, Any]:
     vocab_size = tokenizer.get_vocab_size()
 
-    def pretrained_body() -> TransformerBody:
-        body = TransformerBody(cfg.arch, vocab_size)
+    def pretrained_body() -> nn.Module:
+        body = build_body(cfg.arch, vocab_size)
         body.load_state_dict(pretrained)
         return body
 
-    def scratch_body() -> TransformerBody:
-        return TransformerBody(cfg.arch, vocab_size)
+    def scratch_body() -> nn.Module:
+        return build_body(cfg.arch, vocab_size)
 
     results: dict[str, Any] = {}
     for task in load_tasks(cfg.finetune):

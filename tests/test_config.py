@@ -20,24 +20,41 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
-def compatible_arch(objective: str) -> str:
-    return OBJECTIVE_ARCHS[objective][0]
+def objective_for(arch: str) -> str:
+    return next(name for name, archs in OBJECTIVE_ARCHS.items() if archs[0] == arch)
+
+
+def written_sections(group: str, option: str) -> dict[str, dict]:
+    """{config section: values} a group file sets; a `_global_` file names its sections."""
+    path = Path(CONF_DIR) / group / f"{option}.yaml"
+    written = OmegaConf.to_container(OmegaConf.load(path))
+    written.pop("defaults", None)
+    if path.read_text().startswith("# @package _global_"):
+        return written
+    return {group.split("/")[0]: written}
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_of_every_group_composes_to_what_its_file_says(compose_config, group, option):
     overrides = [f"{group}={option}", *REQUIRED.get(f"{group}/{option}", [])]
-    if group == "objective":
-        overrides.append(f"arch={compatible_arch(option)}")
-    if group == "arch" and option == "decoder":
-        overrides.append("objective=clm")
+    if group == "arch":
+        overrides.append(f"objective={objective_for(option)}")
     cfg = compose_config(*overrides, tiny=False)
-    section = getattr(cfg, group.split("/")[0])
-    written = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / group / f"{option}.yaml"))
-    for key, value in written.items():
-        if value == "???" or str(value).startswith("${"):  # mandatory (see REQUIRED) or interpolated
-            continue
-        assert getattr(section, key) == value, f"{group}={option}: {key}"
+    for section_name, values in written_sections(group, option).items():
+        section = getattr(cfg, section_name)
+        for key, value in values.items():
+            if value == "???" or str(value).startswith("${"):  # mandatory (see REQUIRED) or interpolated
+                continue
+            assert getattr(section, key) == value, f"{group}={option}: {section_name}.{key}"
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVE_ARCHS))
+def test_objective_picks_its_natural_architecture_unless_arch_is_given(compose_config, objective):
+    assert compose_config(f"objective={objective}").arch.name == OBJECTIVE_ARCHS[objective][0]
+    for arch in ("encoder", "decoder", "encoder_decoder"):
+        if arch not in OBJECTIVE_ARCHS[objective]:
+            with pytest.raises(ConfigError, match=f"compatible architectures: {OBJECTIVE_ARCHS[objective][0]}"):
+                compose_config(f"objective={objective}", f"arch={arch}")
 
 
 def test_every_group_has_options():

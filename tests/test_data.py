@@ -96,7 +96,7 @@ def _pack(text_corpus, cache_dir, block_size=16):
 def test_packing_layout_and_reuse(text_corpus, tmp_path):
     tokenizer, packed = _pack(text_corpus, tmp_path)
     assert not packed.from_cache
-    blocks = packed.train.gather(np.arange(packed.train.num_blocks))
+    blocks = packed.train.gather(np.arange(packed.train.num_blocks)).ids
     assert blocks.shape == (packed.train.num_blocks, 16)
     assert (blocks[:, 0] == tokenizer.token_to_id("[CLS]")).all()
     # The stream is every training document followed by [SEP], nothing dropped but the tail.
@@ -106,8 +106,9 @@ def test_packing_layout_and_reuse(text_corpus, tmp_path):
     assert packed.eval.num_blocks > 0
     _, again = _pack(text_corpus, tmp_path)
     assert again.from_cache and again.cache_entry == packed.cache_entry
+    # The block size only changes how the cached streams are cut.
     _, other_size = _pack(text_corpus, tmp_path, block_size=32)
-    assert not other_size.from_cache
+    assert other_size.from_cache and other_size.train.block_size == 32
 
 
 def test_tokenizer_cache_reused_invalidated_and_corruption_detected(text_corpus, tmp_path):
@@ -134,3 +135,20 @@ def test_corrupted_cached_tokenizer_is_rebuilt(text_corpus, tmp_path):
     rebuilt, from_cache = load_or_train_tokenizer(bpe, corpus.fingerprint, corpus.documents(), tmp_path)
     assert not from_cache
     assert rebuilt.to_str() == original.to_str() == cached_file.read_text()
+
+
+def test_blocks_carry_document_ids_and_word_starts(text_corpus, tmp_path):
+    tokenizer, packed = _pack(text_corpus, tmp_path)
+    sep = tokenizer.token_to_id("[SEP]")
+    batch = packed.train.gather(np.arange(packed.train.num_blocks))
+    stream, docs = batch.ids[:, 1:].reshape(-1), batch.doc_ids[:, 1:].reshape(-1)
+    # Across the whole split, a document id goes up by one right after each [SEP].
+    assert (np.diff(docs) == (stream[:-1] == sep)).all()
+    assert (batch.doc_ids[:, 0] == batch.doc_ids[:, 1]).all()  # [CLS] joins the block's first document
+    # Word starts follow the tokenizer's pre-tokenization: the first document of the
+    # stream starts the first block, and its words begin where its word ids change.
+    first_document = text_corpus.read_text().splitlines()[0]
+    word_ids = tokenizer.encode(first_document, add_special_tokens=False).word_ids
+    expected = [i == 0 or word_ids[i] != word_ids[i - 1] for i in range(min(len(word_ids), 15))]
+    assert batch.word_starts[0, 1 : 1 + len(expected)].tolist() == expected
+    assert batch.word_starts[batch.ids == sep].all()

@@ -10,6 +10,7 @@ from pretrainer.config import ArchConfig, ObjectiveConfig
 from pretrainer.models import TransformerBody
 from pretrainer.objectives.mlm import MaskedLM
 from pretrainer.tokenization import SpecialIds
+from tests.helpers import block_batch
 
 SPECIAL = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, count=5)
 VOCAB = 200
@@ -35,7 +36,7 @@ def random_blocks(rng: np.random.Generator, batch: int = 64, length: int = 64) -
 def collect(mlm: MaskedLM, batches: int = 50):
     rng = np.random.default_rng(0)
     gen = torch.Generator().manual_seed(0)
-    out = [(torch.as_tensor(b), mlm.collate(b, gen)) for b in (random_blocks(rng) for _ in range(batches))]
+    out = [(torch.as_tensor(b), mlm.collate(block_batch(b), gen)) for b in (random_blocks(rng) for _ in range(batches))]
     return out
 
 
@@ -85,9 +86,9 @@ def test_configured_rates_are_honoured():
 def test_same_seed_same_masks_different_seed_different_masks():
     mlm = make_mlm()
     blocks = random_blocks(np.random.default_rng(1))
-    a = mlm.collate(blocks, torch.Generator().manual_seed(7))
-    b = mlm.collate(blocks, torch.Generator().manual_seed(7))
-    c = mlm.collate(blocks, torch.Generator().manual_seed(8))
+    a = mlm.collate(block_batch(blocks), torch.Generator().manual_seed(7))
+    b = mlm.collate(block_batch(blocks), torch.Generator().manual_seed(7))
+    c = mlm.collate(block_batch(blocks), torch.Generator().manual_seed(8))
     assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["selected"], b["selected"])
     assert not torch.equal(a["selected"], c["selected"])
 
@@ -96,7 +97,7 @@ def test_projection_is_computed_only_at_selected_positions():
     body = make_body()
     mlm = make_mlm(body)
     blocks = random_blocks(np.random.default_rng(2), batch=4, length=32)
-    batch = mlm.collate(blocks, torch.Generator().manual_seed(0))
+    batch = mlm.collate(block_batch(blocks), torch.Generator().manual_seed(0))
     rows_seen = []
     mlm.head.register_forward_hook(lambda module, inputs, output: rows_seen.append(output.shape))
     out = mlm(body, batch)
@@ -110,7 +111,7 @@ def test_loss_ignores_unselected_positions():
     body = make_body().eval()
     mlm = make_mlm(body)
     blocks = random_blocks(np.random.default_rng(3), batch=2, length=32)
-    batch = mlm.collate(blocks, torch.Generator().manual_seed(0))
+    batch = mlm.collate(block_batch(blocks), torch.Generator().manual_seed(0))
     loss = mlm(body, batch).loss
 
     def with_target_changed(position: tuple[int, int]) -> torch.Tensor:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pretrainer.config import ArchConfig
-from pretrainer.models import TransformerBody
+from pretrainer.models import EncoderDecoder, TransformerBody
 from pretrainer.models.heads import pool
 from pretrainer.models.positions import apply_rotary, rotary_angles
 from pretrainer.training.optim import decay_and_no_decay, lr_multiplier
@@ -66,10 +66,10 @@ def test_weight_decay_skips_norms_biases_and_embeddings():
     model = body("encoder")
     decay, no_decay = decay_and_no_decay(model)
     decay_ids = {id(p) for p in decay}
-    assert id(model.tok_emb.weight) not in decay_ids and id(model.pos_emb.weight) not in decay_ids
-    assert id(model.blocks[0].attn.qkv.weight) in decay_ids
-    assert id(model.blocks[0].attn.qkv.bias) not in decay_ids
-    assert id(model.blocks[0].attn_norm.weight) not in decay_ids
+    assert id(model.tok_emb.weight) not in decay_ids and id(model.stack.pos_emb.weight) not in decay_ids
+    assert id(model.stack.blocks[0].attn.qkv.weight) in decay_ids
+    assert id(model.stack.blocks[0].attn.qkv.bias) not in decay_ids
+    assert id(model.stack.blocks[0].attn_norm.weight) not in decay_ids
     assert len(decay) + len(no_decay) == len(list(model.parameters()))
 
 
@@ -97,4 +97,51 @@ def test_rotary_scores_depend_only_on_relative_offset():
 
 
 def test_rotary_body_has_no_learned_positions():
-    assert body("encoder", positions="rotary").pos_emb is None
+    assert body("encoder", positions="rotary").stack.pos_emb is None
+
+
+def encoder_decoder() -> EncoderDecoder:
+    torch.manual_seed(0)
+    cfg = ArchConfig(name="encoder_decoder", n_layer=2, n_decoder_layer=1, d_model=32, n_head=4, d_ff=64,
+                     max_len=32, dropout=0.0)
+    return EncoderDecoder(cfg, VOCAB).eval()
+
+
+def test_encoder_decoder_decoder_is_causal_and_reads_the_encoder():
+    model = encoder_decoder()
+    assert len(model.encoder.blocks) == 2 and len(model.decoder.blocks) == 1
+    assert model.decoder.blocks[0].cross is not None and model.encoder.blocks[0].cross is None
+    source, target = torch.randint(5, VOCAB, (2, 12)), torch.randint(5, VOCAB, (2, 8))
+    memory = model(source)
+    out = model.decode(target, memory)
+    changed_target = target.clone()
+    changed_target[:, 5:] = torch.randint(5, VOCAB, (2, 3))
+    later = model.decode(changed_target, memory)
+    assert torch.allclose(out[:, :5], later[:, :5], atol=1e-6)  # future target tokens are unseen
+    changed_source = source.clone()
+    changed_source[:, -1] = (changed_source[:, -1] + 1 - 5) % (VOCAB - 5) + 5
+    other = model.decode(target, model(changed_source))
+    assert not torch.allclose(out[:, 0], other[:, 0], atol=1e-5)  # every target position sees the whole source
+
+
+def test_encoder_decoder_ignores_source_padding_and_shares_one_embedding():
+    model = encoder_decoder()
+    assert sum(p is model.tok_emb.weight for p in model.parameters()) == 1
+    source, target = torch.randint(5, VOCAB, (1, 9)), torch.randint(5, VOCAB, (1, 6))
+    padded = torch.cat([source, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(1, 9), torch.zeros(1, 4)], dim=1).bool()
+    plain = model.decode(target, model(source))
+    with_pad = model.decode(target, model(padded, mask), mask)
+    assert torch.allclose(plain, with_pad, atol=1e-5)
+
+
+def test_segment_embeddings_make_token_types_matter():
+    torch.manual_seed(0)
+    cfg = ArchConfig(n_layer=1, d_model=32, n_head=4, d_ff=64, max_len=32, segment_embeddings=True)
+    model = TransformerBody(cfg, VOCAB).eval()
+    ids = torch.randint(5, VOCAB, (1, 10))
+    types = torch.zeros_like(ids)
+    types[:, 5:] = 1
+    assert torch.allclose(model(ids), model(ids, None, torch.zeros_like(ids)))  # types default to sentence A
+    assert not torch.allclose(model(ids, None, types)[:, 0], model(ids)[:, 0], atol=1e-5)
+    assert body("encoder").seg_emb is None

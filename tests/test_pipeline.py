@@ -142,3 +142,20 @@ def test_wandb_logger_writes_an_offline_run_in_the_run_dir(text_corpus, tmp_path
     assert result.returncode == 0, result.stderr
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+@pytest.mark.parametrize("objective", ["t5_span", "mlm_sop", "electra"])
+def test_objectives_with_their_own_bodies_fine_tune_end_to_end(compose_config, tmp_path, objective):
+    """Encoder-decoder (classifies from its encoder), token types (pairs as A / B), ELECTRA
+    (fine-tunes the discriminator): each pretrains and fine-tunes on a pair task."""
+    from tokenizers import Tokenizer
+
+    cfg = compose_config(*SMALL_DATA, f"objective={objective}", "trainer.max_steps=6", "finetune.tasks=[entailment]")
+    summary = train(cfg, tmp_path / "run")
+    result = summary["finetune"]["entailment"]
+    assert 0.0 <= result["pretrained"]["test"]["accuracy"] <= 1.0 and "scratch" in result
+    tokenizer = Tokenizer.from_file(str(tmp_path / "run" / "tokenizer" / "tokenizer.json"))
+    has_sentinels = tokenizer.token_to_id("<extra_id_0>") is not None
+    assert has_sentinels == (objective == "t5_span")
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert any(k.startswith("objective.generator.") for k in checkpoint["model"]) == (objective == "electra")

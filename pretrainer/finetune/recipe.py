@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pretrainer.config import FinetuneConfig
-from pretrainer.finetune.classifier import EncodedExamples, SequenceClassifier, pad_batch
+from pretrainer.finetune.classifier import EncodedExamples, SequenceClassifier
 from pretrainer.finetune.metrics import PRIMARY_METRIC, classification_metrics
 from pretrainer.loggers import RunLogger
-from pretrainer.models import TransformerBody
 from pretrainer.training.device import autocast
 from pretrainer.training.optim import build_adamw, build_schedule
 
@@ -40,7 +40,7 @@ class FinetuneContext:
     logger: RunLogger
 
 
-def finetune(make_body: Callable[[], TransformerBody], task: EncodedTask, cfg: FinetuneConfig,
+def finetune(make_body: Callable[[], nn.Module], task: EncodedTask, cfg: FinetuneConfig,
              ctx: FinetuneContext, init_name: str) -> dict[str, Any]:
     """Train a classifier on `task.train`; returns dev/test metrics at the best dev epoch."""
     torch.manual_seed(cfg.seed)
@@ -69,10 +69,9 @@ def _train_epoch(model: SequenceClassifier, data: EncodedExamples, cfg: Finetune
     losses = []
     for start in range(0, len(order), cfg.batch_size):
         rows = order[start : start + cfg.batch_size]
-        input_ids, mask = pad_batch([data.ids[i] for i in rows], ctx.pad_id)
         labels = torch.as_tensor(data.labels[rows], device=ctx.device)
         with autocast(ctx.device, ctx.bf16):
-            logits = model(input_ids.to(ctx.device), mask.to(ctx.device))
+            logits = model(*data.batch(rows, ctx.pad_id, ctx.device))
         loss = F.cross_entropy(logits.float(), labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -88,9 +87,9 @@ def predict(model: SequenceClassifier, data: EncodedExamples, batch_size: int, c
     model.eval()
     predictions = []
     for start in range(0, len(data), batch_size):
-        input_ids, mask = pad_batch(data.ids[start : start + batch_size], ctx.pad_id)
+        rows = range(start, min(start + batch_size, len(data)))
         with autocast(ctx.device, ctx.bf16):
-            logits = model(input_ids.to(ctx.device), mask.to(ctx.device))
+            logits = model(*data.batch(rows, ctx.pad_id, ctx.device))
         predictions.append(logits.argmax(-1).cpu().numpy())
     return np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
 

@@ -1,6 +1,6 @@
-"""Pure `nn.Module`s: the transformer body and small heads. No objective logic here."""
+"""Pure `nn.Module`s: the transformer bodies and small heads. No objective logic here."""
 
 from pretrainer.models.heads import ClassificationHead, LMHead
-from pretrainer.models.transformer import TransformerBody
+from pretrainer.models.transformer import EncoderDecoder, TransformerBody, build_body
 
-__all__ = ["ClassificationHead", "LMHead", "TransformerBody"]
+__all__ = ["ClassificationHead", "EncoderDecoder", "LMHead", "TransformerBody", "build_body"]

@@ -12,18 +12,23 @@ class LMHead(nn.Module):
 
     `tied=True` uses the input embedding matrix as the output matrix (BERT, GPT-2);
     otherwise the head owns a separate one. `transform=True` adds BERT's
-    dense + GELU + LayerNorm before the projection.
+    dense + GELU + LayerNorm before the projection; its dense layer maps `in_dim` (a
+    narrower ELECTRA generator's width) to the embedding width.
     """
 
-    def __init__(self, embedding: nn.Embedding, transform: bool, tied: bool = True, init_std: float = 0.02):
+    def __init__(self, embedding: nn.Embedding, transform: bool, tied: bool = True, init_std: float = 0.02,
+                 in_dim: int | None = None):
         super().__init__()
         vocab_size, d_model = embedding.weight.shape
+        in_dim = in_dim or d_model
+        if in_dim != d_model and not transform:
+            raise ValueError("an LM head on a narrower input needs transform=True to reach the embedding width")
         if tied:
             self.embedding = embedding  # shared, not copied: its weight is the output matrix
         else:
             self.embedding = nn.Embedding(vocab_size, d_model)
             nn.init.normal_(self.embedding.weight, std=init_std)
-        self.transform = (nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model))
+        self.transform = (nn.Sequential(nn.Linear(in_dim, d_model), nn.GELU(), nn.LayerNorm(d_model))
                           if transform else nn.Identity())
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 

@@ -1,9 +1,8 @@
-"""The transformer body shared by every family: embeddings, blocks, final norm.
+"""The transformer bodies: encoder (BERT), decoder (GPT) and encoder-decoder (T5/BART).
 
-Shapes: B batch, T sequence length, C = d_model, H heads, D = C // H per head.
-`arch.name=encoder` attends both ways (BERT); `arch.name=decoder` attends causally
-(GPT). Attention goes through `scaled_dot_product_attention`, which picks a fused
-kernel where one exists.
+Shapes: B batch, T (query) length, S (key) length, C = d_model, H heads, D = C // H.
+Attention goes through `scaled_dot_product_attention`, which picks a fused kernel where
+one exists. Attention masks are boolean, True where a query may attend a key.
 """
 
 from __future__ import annotations
@@ -17,28 +16,42 @@ from torch import nn
 from pretrainer.config import ArchConfig
 from pretrainer.models.positions import apply_rotary, rotary_angles
 
+Rotary = tuple[torch.Tensor, torch.Tensor]
 
-class SelfAttention(nn.Module):
-    def __init__(self, cfg: ArchConfig, causal: bool):
+
+def _split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    B, T, C = x.shape
+    return x.view(B, T, n_head, C // n_head).transpose(1, 2)  # (B, H, T, D)
+
+
+class Attention(nn.Module):
+    """Self-attention (`context` None) or cross-attention over `context` (B, S, C)."""
+
+    def __init__(self, cfg: ArchConfig, cross: bool):
         super().__init__()
         self.n_head = cfg.n_head
-        self.causal = causal
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.cross = cross
+        if cross:  # queries from the decoder, keys and values from the encoder's output
+            self.q = nn.Linear(cfg.d_model, cfg.d_model)
+            self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        else:
+            self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.out = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None,
-                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
+                rotary: Rotary | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
-        if rotary is not None:
+        if self.cross:
+            q = self.q(x)
+            k, v = self.kv(context).chunk(2, dim=-1)
+        else:
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q, k, v = (_split_heads(t, self.n_head) for t in (q, k, v))  # (B, H, T or S, D)
+        if rotary is not None and not self.cross:  # cross-attention compares different sequences
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        # key_padding: (B, T) True at real tokens -> (B, 1, 1, T) so padded keys are never attended.
-        mask = None if key_padding is None else key_padding[:, None, None, :]
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=self.causal and mask is None,
-            dropout_p=self.dropout if self.training else 0.0,
-        )  # (B, H, T, D)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, D)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -53,34 +66,39 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """One layer; `norm_position` puts LayerNorm before each sublayer (pre) or after the residual sum (post)."""
+    """One layer: self-attention, optional cross-attention, feed-forward. `norm_position`
+    puts LayerNorm before each sublayer (pre) or after the residual sum (post)."""
 
-    def __init__(self, cfg: ArchConfig, causal: bool):
+    def __init__(self, cfg: ArchConfig, cross_attention: bool):
         super().__init__()
         self.pre_norm = cfg.norm_position == "pre"
         self.attn_norm = nn.LayerNorm(cfg.d_model)
-        self.attn = SelfAttention(cfg, causal)
+        self.attn = Attention(cfg, cross=False)
+        self.cross_norm = nn.LayerNorm(cfg.d_model) if cross_attention else None
+        self.cross = Attention(cfg, cross=True) if cross_attention else None
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
         self.ffn = FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None,
-                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, rotary: Rotary | None,
+                memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._sublayer(x, self.attn_norm, lambda h: self.attn(h, mask, is_causal, rotary))
+        if self.cross is not None:
+            x = self._sublayer(x, self.cross_norm, lambda h: self.cross(h, memory_mask, False, context=memory))
+        return self._sublayer(x, self.ffn_norm, self.ffn)
+
+    def _sublayer(self, x: torch.Tensor, norm: nn.Module, fn) -> torch.Tensor:
         if self.pre_norm:
-            x = x + self.drop(self.attn(self.attn_norm(x), key_padding, rotary))
-            return x + self.drop(self.ffn(self.ffn_norm(x)))
-        x = self.attn_norm(x + self.drop(self.attn(x, key_padding, rotary)))
-        return self.ffn_norm(x + self.drop(self.ffn(x)))
+            return x + self.drop(fn(norm(x)))
+        return norm(x + self.drop(fn(x)))
 
 
-class TransformerBody(nn.Module):
-    """Token ids (B, T) -> hidden states (B, T, C)."""
+class TransformerStack(nn.Module):
+    """Embedded tokens (B, T, C) -> hidden states (B, T, C): positions, blocks, final norm."""
 
-    def __init__(self, cfg: ArchConfig, vocab_size: int):
+    def __init__(self, cfg: ArchConfig, n_layer: int, cross_attention: bool = False):
         super().__init__()
-        self.cfg = cfg
-        self.causal = cfg.name == "decoder"
-        self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
+        self.max_len = cfg.max_len
         # Learned absolute positions are added to the input; rotary ones rotate q and k.
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
         if cfg.positions == "rotary":  # (max_len, D/2) tables, sliced to T; not saved in checkpoints
@@ -90,36 +108,114 @@ class TransformerBody(nn.Module):
         # Post-LN (BERT) normalises the embeddings; pre-LN normalises the last block's output.
         self.emb_norm = nn.LayerNorm(cfg.d_model) if cfg.norm_position == "post" else nn.Identity()
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg, self.causal) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, cross_attention) for _ in range(n_layer))
         self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm_position == "pre" else nn.Identity()
-        self.apply(self._init_weights)
-        # GPT-2's scaled init: residual-branch outputs shrink with depth so the sum stays O(1).
-        for name, param in self.named_parameters():
-            if name.endswith(("attn.out.weight", "ffn.down.weight")):
-                nn.init.normal_(param, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
 
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=self.cfg.init_std)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """`attention_mask` (B, T): True/1 at real tokens. A decoder ignores it: with right
-        padding, causal attention never lets a real token see a later pad."""
-        B, T = input_ids.shape
-        if T > self.cfg.max_len:
-            raise ValueError(f"input length {T} exceeds arch.max_len={self.cfg.max_len}")
-        x = self.tok_emb(input_ids)  # (B, T, C)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
+                memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+        T = x.shape[1]
+        if T > self.max_len:
+            raise ValueError(f"input length {T} exceeds arch.max_len={self.max_len}")
         rotary = None
         if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(T, device=input_ids.device))
+            x = x + self.pos_emb(torch.arange(T, device=x.device))
         else:
             rotary = (self.rotary_cos[:T], self.rotary_sin[:T])
         x = self.drop(self.emb_norm(x))
-        key_padding = None
-        if attention_mask is not None and not self.causal and not bool(attention_mask.all()):
-            key_padding = attention_mask.bool()
         for block in self.blocks:
-            x = block(x, key_padding, rotary)
+            x = block(x, mask, is_causal, rotary, memory, memory_mask)
         return self.final_norm(x)
+
+
+def key_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, S) True at real tokens -> (B, 1, 1, S) for SDPA, or None when nothing is padded."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
+
+
+def prefix_lm_mask(prefix_lengths: torch.Tensor, length: int) -> torch.Tensor:
+    """(B,) prefix lengths -> (B, 1, T, T): position i sees j when j <= i or j is in the prefix."""
+    positions = torch.arange(length, device=prefix_lengths.device)
+    causal = positions[None, :] <= positions[:, None]  # (T, T) [query, key]
+    in_prefix = positions[None, :] < prefix_lengths[:, None]  # (B, T) over keys
+    return (causal[None] | in_prefix[:, None, :])[:, None]
+
+
+def init_weights(model: nn.Module, cfg: ArchConfig) -> None:
+    """Normal(0, init_std) for linear and embedding weights, zero biases; GPT-2's scaled
+    init for residual-branch outputs, which shrink with depth so the sum stays O(1)."""
+    n_layer = cfg.n_layer + (cfg.n_decoder_layer or cfg.n_layer if cfg.name == "encoder_decoder" else 0)
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=cfg.init_std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    for name, param in model.named_parameters():
+        if name.endswith(("attn.out.weight", "cross.out.weight", "ffn.down.weight")):
+            nn.init.normal_(param, std=cfg.init_std / math.sqrt(2 * n_layer))
+
+
+class TransformerBody(nn.Module):
+    """Encoder or decoder: token ids (B, T) -> hidden states (B, T, C).
+
+    `arch.name=encoder` attends both ways (BERT); `arch.name=decoder` attends causally
+    (GPT), or bidirectionally over a per-row prefix when `prefix_lengths` is given.
+    """
+
+    def __init__(self, cfg: ArchConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.causal = cfg.name == "decoder"
+        self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
+        # Segment (token-type) embeddings mark sentence A / B of a pair (BERT).
+        self.seg_emb = nn.Embedding(2, cfg.d_model) if cfg.segment_embeddings else None
+        self.stack = TransformerStack(cfg, cfg.n_layer)
+        init_weights(self, cfg)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None,
+                prefix_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """`attention_mask` (B, T): True/1 at real tokens. A decoder ignores it: with right
+        padding, causal attention never lets a real token see a later pad.
+        `prefix_lengths` (B,): decoder only, the prefix-LM attention pattern."""
+        x = self.tok_emb(input_ids)  # (B, T, C)
+        if self.seg_emb is not None:
+            x = x + self.seg_emb(torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids)
+        if not self.causal:
+            return self.stack(x, key_padding_mask(attention_mask), is_causal=False)
+        if prefix_lengths is not None:
+            return self.stack(x, prefix_lm_mask(prefix_lengths, input_ids.shape[1]), is_causal=False)
+        return self.stack(x, None, is_causal=True)
+
+
+class EncoderDecoder(nn.Module):
+    """T5/BART-like: a bidirectional encoder, a causal decoder with cross-attention to the
+    encoder's output, one token embedding shared by both (and by the LM head when tied).
+
+    `forward` runs the encoder, so classification reads the encoder's states; `decode`
+    runs the decoder over target-side ids (B, S) given the encoder's output (B, T, C).
+    """
+
+    causal = False
+
+    def __init__(self, cfg: ArchConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
+        self.encoder = TransformerStack(cfg, cfg.n_layer)
+        self.decoder = TransformerStack(cfg, cfg.n_decoder_layer or cfg.n_layer, cross_attention=True)
+        init_weights(self, cfg)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(self.tok_emb(input_ids), key_padding_mask(attention_mask), is_causal=False)
+
+    def decode(self, decoder_input_ids: torch.Tensor, memory: torch.Tensor,
+               memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, S) ids, (B, T, C) encoder states, (B, T) encoder mask -> (B, S, C)."""
+        return self.decoder(self.tok_emb(decoder_input_ids), None, is_causal=True,
+                            memory=memory, memory_mask=key_padding_mask(memory_mask))
+
+
+def build_body(cfg: ArchConfig, vocab_size: int) -> TransformerBody | EncoderDecoder:
+    return EncoderDecoder(cfg, vocab_size) if cfg.name == "encoder_decoder" else TransformerBody(cfg, vocab_size)

@@ -1,30 +1,54 @@
-"""Causal language modelling (GPT): predict token t+1 from tokens up to t."""
+"""Causal language modelling (GPT) and prefix LM (UniLM, T5's prefix LM).
+
+`clm`: position t predicts token t+1 everywhere. `prefix_lm`: each row draws a prefix
+length P uniformly in [1, T-1]; attention is bidirectional within the first P tokens and
+causal after them, and only the tokens after the prefix are predicted (positions
+P-1 .. T-2 predict tokens P .. T-1). The vocabulary projection runs only at the
+predicted positions.
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pretrainer.config import ObjectiveConfig
-from pretrainer.models import TransformerBody
+from pretrainer.data.blocks import BlockBatch
 from pretrainer.objectives.base import Objective, ObjectiveOutput, lm_head
 from pretrainer.tokenization import SpecialIds
 
 
 class CausalLM(Objective):
-    def __init__(self, cfg: ObjectiveConfig, body: TransformerBody, special: SpecialIds, vocab_size: int):
+    def __init__(self, cfg: ObjectiveConfig, body: nn.Module, special: SpecialIds, vocab_size: int):
         super().__init__(special, vocab_size)
         self.head = lm_head(body, transform=False)
 
-    def collate(self, blocks: np.ndarray, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"input_ids": torch.as_tensor(blocks, dtype=torch.long)}  # (B, T); no randomness needed
+    def collate(self, blocks: BlockBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"input_ids": torch.as_tensor(blocks.ids, dtype=torch.long)}  # (B, T); no randomness needed
 
-    def forward(self, body: TransformerBody, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
-        input_ids = batch["input_ids"]
-        hidden = body(input_ids, batch.get("attention_mask"))  # (B, T, C)
-        logits = self.head(hidden[:, :-1])  # (B, T-1, V): position t predicts token t+1
+    def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
+        hidden = body(batch["input_ids"], batch.get("attention_mask"))  # (B, T, C)
+        every_position = torch.ones_like(batch["input_ids"][:, 1:], dtype=torch.bool)
+        return self.next_token_loss(hidden, batch["input_ids"], every_position)
+
+    def next_token_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor, predict: torch.Tensor) -> ObjectiveOutput:
+        """`predict` (B, T-1): which next tokens enter the loss; padding never does."""
         targets = input_ids[:, 1:]
-        # Padding never enters the loss (packed blocks have none; padded batches may).
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=self.special.pad)
-        return ObjectiveOutput(loss=loss, num_predictions=int((targets != self.special.pad).sum()))
+        predict = predict & (targets != self.special.pad)
+        logits = self.head(hidden[:, :-1][predict])  # (N, V): position t predicts token t+1
+        loss = F.cross_entropy(logits.float(), targets[predict])
+        return ObjectiveOutput(loss=loss, num_predictions=int(predict.sum()))
+
+
+class PrefixLM(CausalLM):
+    def collate(self, blocks: BlockBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        input_ids = torch.as_tensor(blocks.ids, dtype=torch.long)  # (B, T)
+        prefix_lengths = torch.randint(1, input_ids.shape[1], (input_ids.shape[0],), generator=generator)
+        return {"input_ids": input_ids, "prefix_lengths": prefix_lengths}
+
+    def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
+        input_ids, prefix_lengths = batch["input_ids"], batch["prefix_lengths"]
+        hidden = body(input_ids, prefix_lengths=prefix_lengths)  # (B, T, C)
+        target_positions = torch.arange(1, input_ids.shape[1], device=input_ids.device)  # (T-1,)
+        return self.next_token_loss(hidden, input_ids, target_positions[None, :] >= prefix_lengths[:, None])

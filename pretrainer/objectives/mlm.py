@@ -1,44 +1,56 @@
-"""Masked language modelling (BERT) with dynamic masking.
+"""Masked language modelling (BERT) and its selection variants: whole-word (WWM) and
+span (SpanBERT) masking.
 
-Each non-special token is selected with probability `mask_prob`; of the selected,
-`mask_token_prob` become `[MASK]`, `random_token_prob` a random non-special token, the
-rest stay unchanged. The loss covers the selected positions only, and the output
-projection is computed only there: in a small model the (N, V) projection dominates
-the cost, and 85% of it would be thrown away.
+The variants differ only in *which* tokens are selected: each non-special token
+(`mlm`), each whole word (`wwm`), or spans of whole words with geometric lengths
+(`span_mlm`). Of the selected, `mask_token_prob` become `[MASK]`, `random_token_prob`
+a random non-special token, the rest stay unchanged (per token; per span for
+`span_mlm`). The loss covers the selected positions only, and the output projection is
+computed only there: in a small model the (N, V) projection dominates the cost, and 85%
+of it would be thrown away. Words come from the tokenizer's pre-tokenization (the
+packed corpus stores word starts), so WWM and spans work for every tokenizer family.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pretrainer.config import ObjectiveConfig
-from pretrainer.models import TransformerBody
-from pretrainer.objectives.base import Objective, ObjectiveOutput, lm_head, special_token_table
+from pretrainer.data.blocks import BlockBatch
+from pretrainer.objectives.base import Objective, ObjectiveOutput, lm_head, numpy_rng
+from pretrainer.objectives.masking import bert_replace, select_tokens, select_whole_words, select_word_spans
 from pretrainer.tokenization import SpecialIds
 
 
 class MaskedLM(Objective):
-    def __init__(self, cfg: ObjectiveConfig, body: TransformerBody, special: SpecialIds, vocab_size: int):
+    def __init__(self, cfg: ObjectiveConfig, body: nn.Module, special: SpecialIds, vocab_size: int):
         super().__init__(special, vocab_size)
         self.cfg = cfg
         self.head = lm_head(body, transform=True)
-        self.register_buffer("is_special", special_token_table(special, vocab_size), persistent=False)
 
-    def collate(self, blocks: np.ndarray, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        input_ids = torch.as_tensor(blocks, dtype=torch.long)  # (B, T)
-        selected = (torch.rand(input_ids.shape, generator=generator) < self.cfg.mask_prob) & ~self.is_special[input_ids]
-        decision = torch.rand(input_ids.shape, generator=generator)
-        to_mask = selected & (decision < self.cfg.mask_token_prob)
-        to_random = selected & ~to_mask & (decision < self.cfg.mask_token_prob + self.cfg.random_token_prob)
-        random_ids = torch.randint(self.special.count, self.vocab_size, input_ids.shape, generator=generator)
-        corrupted = torch.where(to_mask, self.special.mask, input_ids)
-        corrupted = torch.where(to_random, random_ids, corrupted)
+    def select(self, blocks: BlockBatch, input_ids: torch.Tensor,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(selected, decision): which tokens to predict, and a uniform draw per token for 80/10/10."""
+        selected = select_tokens(~self.is_special[input_ids], self.cfg.mask_prob, generator)
+        return selected, torch.rand(input_ids.shape, generator=generator)
+
+    def mask_inputs(self, blocks: BlockBatch, input_ids: torch.Tensor,
+                    generator: torch.Generator) -> dict[str, torch.Tensor]:
+        selected, decision = self.select(blocks, input_ids, generator)
+        random_ids = self.random_ids(tuple(input_ids.shape), generator)
+        corrupted = bert_replace(input_ids, selected, decision, self.cfg, self.special.mask, random_ids)
         return {"input_ids": corrupted, "targets": input_ids, "selected": selected}
 
-    def forward(self, body: TransformerBody, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
+    def collate(self, blocks: BlockBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.mask_inputs(blocks, torch.as_tensor(blocks.ids, dtype=torch.long), generator)
+
+    def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         hidden = body(batch["input_ids"], batch.get("attention_mask"))  # (B, T, C)
+        return self.masked_lm_loss(hidden, batch)
+
+    def masked_lm_loss(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         selected = batch["selected"]
         rows = hidden[selected]  # (N, C): only the predicted positions reach the vocabulary projection
         logits = self.head(rows)  # (N, V)
@@ -46,3 +58,26 @@ class MaskedLM(Objective):
             return ObjectiveOutput(loss=logits.sum() * 0.0, num_predictions=0)
         loss = F.cross_entropy(logits.float(), batch["targets"][selected])
         return ObjectiveOutput(loss=loss, num_predictions=rows.shape[0])
+
+
+class WholeWordMLM(MaskedLM):
+    """`wwm`: every sub-token of a chosen word is selected, and no other; 80/10/10 per token
+    (as in BERT's whole-word release)."""
+
+    def select(self, blocks, input_ids, generator):
+        word_starts = torch.as_tensor(blocks.word_starts, dtype=torch.bool)
+        selected = select_whole_words(word_starts, ~self.is_special[input_ids], self.cfg.mask_prob, generator)
+        return selected, torch.rand(input_ids.shape, generator=generator)
+
+
+class SpanMLM(MaskedLM):
+    """`span_mlm` (SpanBERT): spans of whole words, length ~ Geometric(0.2) clipped at 10
+    words, 15% of tokens; one 80/10/10 decision per span."""
+
+    def select(self, blocks, input_ids, generator):
+        is_candidate = (~self.is_special[input_ids]).numpy()
+        selected, span_ids = select_word_spans(blocks.word_starts, is_candidate, self.cfg, numpy_rng(generator))
+        span_ids = torch.as_tensor(span_ids)
+        per_span = torch.rand(input_ids.shape, generator=generator)  # one draw per span id (< T spans per row)
+        decision = per_span.gather(1, span_ids.clamp(min=0))
+        return torch.as_tensor(selected), decision

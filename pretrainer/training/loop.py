@@ -15,7 +15,6 @@ from torch import nn
 from pretrainer.config import TrainerConfig
 from pretrainer.data.blocks import BlockSet, PackedCorpus, epoch_order_indices
 from pretrainer.loggers import ProgressBar, RunLogger, Stopwatch
-from pretrainer.models import TransformerBody
 from pretrainer.objectives import Objective, ObjectiveOutput
 from pretrainer.training.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from pretrainer.training.device import autocast
@@ -25,7 +24,7 @@ from pretrainer.training.optim import build_adamw, build_schedule
 class PretrainingModel(nn.Module):
     """The body plus the objective's heads; `forward` is the objective's loss."""
 
-    def __init__(self, body: TransformerBody, objective: Objective):
+    def __init__(self, body: nn.Module, objective: Objective):
         super().__init__()
         self.body = body
         self.objective = objective
@@ -112,7 +111,7 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
         if cfg.checkpoint_every and state.step > 0 and state.step % cfg.checkpoint_every == 0:
             _save(runtime, model, optimizer, scheduler, state)
 
-        loss = _optimizer_step(forward_model, model, data.train, cfg, runtime, optimizer, state.step)
+        loss, parts = _optimizer_step(forward_model, model, data.train, cfg, runtime, optimizer, state.step)
         scheduler.step()
         state.step += 1
         state.tokens_seen += tokens_per_step
@@ -122,7 +121,8 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
             seconds = window.elapsed()
             state.train_time_s += seconds
             record = {"phase": "pretrain", "step": state.step, "loss": loss, "lr": scheduler.get_last_lr()[0],
-                      "tokens": state.tokens_seen, "tokens_per_s": window_tokens / max(seconds, 1e-9)}
+                      "tokens": state.tokens_seen, "tokens_per_s": window_tokens / max(seconds, 1e-9),
+                      **{f"loss_{name}": value for name, value in parts.items()}}
             logger.log(record)
             bar.update(state.step, loss=loss, lr=record["lr"], **{"tok/s": record["tokens_per_s"]})
             window, window_tokens = Stopwatch(), 0
@@ -133,9 +133,10 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
 
 
 def _optimizer_step(forward_model: nn.Module, model: PretrainingModel, blocks: BlockSet, cfg: TrainerConfig,
-                    runtime: Runtime, optimizer: torch.optim.Optimizer, step: int) -> float:
-    """Accumulate `grad_accum` micro-batches, clip, step; returns the mean micro-batch loss."""
-    losses = []
+                    runtime: Runtime, optimizer: torch.optim.Optimizer, step: int) -> tuple[float, dict[str, float]]:
+    """Accumulate `grad_accum` micro-batches, clip, step; returns the mean micro-batch loss
+    and the mean of each named part of it (e.g. ELECTRA's generator and discriminator)."""
+    losses, parts = [], []
     for micro in range(cfg.grad_accum):
         first = (step * cfg.grad_accum + micro) * cfg.batch_size
         indices = epoch_order_indices(first, cfg.batch_size, blocks.num_blocks, cfg.seed)
@@ -144,11 +145,13 @@ def _optimizer_step(forward_model: nn.Module, model: PretrainingModel, blocks: B
             out = forward_model(batch)
         (out.loss / cfg.grad_accum).backward()
         losses.append(out.loss.detach())
+        parts.append(out.parts)
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(torch.stack(losses).mean())
+    part_means = {name: float(torch.stack([p[name] for p in parts]).mean()) for name in parts[0]}
+    return float(torch.stack(losses).mean()), part_means
 
 
 def _record_eval(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, runtime: Runtime,
