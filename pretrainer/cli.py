@@ -27,7 +27,8 @@ commands:
 examples:
   pretrainer train                                  # the embedded demo: MLM encoder, 4 tasks
   pretrainer train objective=clm arch=decoder       # the GPT-style counterpart
-  pretrainer train -m objective=mlm,clm arch=encoder,decoder   # sweep (incompatible pairs fail fast)
+  pretrainer train -m objective=mlm,clm,t5_span     # sweep; each objective picks its architecture
+  pretrainer train objective=t5_span arch=encoder   # fails fast: names the compatible architectures
   pretrainer train --cfg job                        # print the composed config
 """
 
@@ -43,6 +44,8 @@ def to_config(cfg: DictConfig) -> Config:
 
 
 FAILED_JOBS: list[str] = []  # "job number: overrides: error" for each failed job of a sweep
+SWEEP_JOBS: list[dict] = []  # {"job", "overrides", "summary"} of each finished job of a sweep
+SWEEP_DIR: list[Path] = []  # the sweep directory, once a sweep job has run
 
 
 def train_command(cfg: DictConfig) -> None:
@@ -51,7 +54,11 @@ def train_command(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     try:
         typed = to_config(cfg)
-        train(typed, Path(hydra_cfg.runtime.output_dir))
+        summary = train(typed, Path(hydra_cfg.runtime.output_dir))
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            SWEEP_JOBS.append({"job": hydra_cfg.job.num, "overrides": hydra_cfg.job.override_dirname,
+                               "summary": summary})
+            SWEEP_DIR[:] = [Path(hydra_cfg.sweep.dir)]
     except Exception as error:
         if hydra_cfg.mode != RunMode.MULTIRUN:
             if isinstance(error, ConfigError):
@@ -73,6 +80,11 @@ def run_hydra(command: str, args: list[str]) -> None:
     sys.argv = [f"pretrainer {command}", *args]
     job = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(COMMANDS[command])
     job()
+    if SWEEP_JOBS:
+        from pretrainer.sweep_summary import write_sweep_summary
+
+        table = write_sweep_summary(SWEEP_DIR[0], SWEEP_JOBS)
+        print(f"\nsweep summary (test accuracy; also in {SWEEP_DIR[0] / 'sweep_summary.md'}):\n{table}")
     if FAILED_JOBS:
         print(f"pretrainer: {len(FAILED_JOBS)} job(s) of the sweep failed:", file=sys.stderr)
         for failed in FAILED_JOBS:

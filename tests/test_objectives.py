@@ -61,6 +61,17 @@ def words_of(starts_row: np.ndarray) -> list[np.ndarray]:
     return [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+def assert_whole_words_and_no_special(selected: np.ndarray, ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Every word is selected whole or not at all, special tokens never; returns the special-token map."""
+    is_special = np.isin(ids, SPECIAL.all_ids())
+    assert not (selected & is_special).any()
+    for row in range(len(selected)):
+        for word in words_of(starts[row]):
+            chosen = selected[row, word][~is_special[row, word]]
+            assert chosen.all() or not chosen.any(), "a word was split"
+    return is_special
+
+
 # ---------------------------------------------------------------- whole-word masking
 
 
@@ -69,12 +80,7 @@ def test_wwm_selects_whole_words_only_at_the_configured_rate():
     selected_tokens = candidate_tokens = 0
     for blocks, starts, batch in collect(wwm):
         sel = batch["selected"].numpy()
-        is_special = np.isin(blocks.ids, SPECIAL.all_ids())
-        assert not (sel & is_special).any()
-        for row in range(len(sel)):
-            for word in words_of(starts[row]):
-                chosen = sel[row, word][~is_special[row, word]]
-                assert chosen.all() or not chosen.any(), "a word was split"
+        is_special = assert_whole_words_and_no_special(sel, blocks.ids, starts)
         selected_tokens += sel.sum()
         candidate_tokens += (~is_special).sum()
     # ~75k candidate tokens in ~45k words: the rate's std is about sqrt(.15*.85/45k)*1.5 ~ 0.0025; 0.012 is ~5 sigma.
@@ -136,12 +142,8 @@ def test_span_mlm_masks_whole_word_spans_with_one_decision_per_span():
     decisions = {"mask": 0, "random": 0, "kept": 0}
     for blocks, starts, batch in collect(span_mlm, batches=30):
         sel, inputs = batch["selected"].numpy(), batch["input_ids"].numpy()
-        is_special = np.isin(blocks.ids, SPECIAL.all_ids())
-        assert not (sel & is_special).any()
+        is_special = assert_whole_words_and_no_special(sel, blocks.ids, starts)
         for row in range(len(sel)):
-            for word in words_of(starts[row]):
-                chosen = sel[row, word][~is_special[row, word]]
-                assert chosen.all() or not chosen.any(), "a word was split"
             # Spans never touch, so each run of selected tokens (between unselected
             # non-special tokens) is one span and carries one decision.
             for run in _selected_runs(sel[row], is_special[row]):

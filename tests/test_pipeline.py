@@ -136,6 +136,21 @@ def test_cli_sweep_runs_every_job_and_reports_the_failed_one(text_corpus, tmp_pa
     assert not (tmp_path / "sweep" / "0" / "summary.json").exists()
 
 
+def test_cli_sweep_across_families_picks_each_natural_arch_and_writes_one_summary(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("train", "-m", *TINY, *SMALL_DATA, "objective=mlm,clm,t5_span", "finetune.tasks=[topic]",
+                     "finetune.scratch_baseline=false", f"hydra.sweep.dir={sweep}", f"cache_dir={tmp_path / 'cache'}",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    archs = [json.loads((sweep / str(job) / "summary.json").read_text())["choices"]["arch"] for job in range(3)]
+    assert archs == ["encoder", "decoder", "encoder_decoder"]
+    table = (sweep / "sweep_summary.md").read_text().splitlines()
+    assert "topic (pretrained / scratch)" in table[0] and len(table) == 2 + 3
+    assert all(f"objective={name}" in row for name, row in zip(["mlm", "clm", "t5_span"], table[2:], strict=True))
+    assert "/ —" in table[2]  # no scratch baseline in this sweep
+    assert "sweep summary" in result.stdout
+
+
 def test_wandb_logger_writes_an_offline_run_in_the_run_dir(text_corpus, tmp_path):
     result = run_cli("train", *TINY, "logger=wandb", "data=text_files", f"data.paths=[{text_corpus}]",
                      "finetune=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
