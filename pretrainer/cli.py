@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -15,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pretrainer.config import Config, ConfigError, reject_unknown_fields
+from pretrainer.sweep_summary import sweep_table, tokenizer_table, write_sweep_summary
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 ConfigStore.instance().store(name="schema", node=Config)
@@ -22,7 +24,8 @@ ConfigStore.instance().store(name="schema", node=Config)
 USAGE = """usage: pretrainer <command> [overrides] [-m]
 
 commands:
-  train    train a tokenizer, pretrain, fine-tune, report (pretrainer train --help lists config groups)
+  train      train a tokenizer, pretrain, fine-tune, report (pretrainer train --help lists config groups)
+  tokenizer  train (or load) the configured tokenizer and print diagnostics on held-out text
 
 examples:
   pretrainer train                                  # the embedded demo: MLM encoder, 4 tasks
@@ -30,6 +33,8 @@ examples:
   pretrainer train -m objective=mlm,clm,t5_span     # sweep; each objective picks its architecture
   pretrainer train objective=t5_span arch=encoder   # fails fast: names the compatible architectures
   pretrainer train --cfg job                        # print the composed config
+  pretrainer tokenizer tokenizer=unigram tokenizer.show="Some sentence."
+  pretrainer tokenizer -m tokenizer=bpe,wordpiece,unigram,char,word   # one comparison table
 """
 
 
@@ -48,13 +53,35 @@ SWEEP_JOBS: list[dict] = []  # {"job", "overrides", "summary"} of each finished 
 SWEEP_DIR: list[Path] = []  # the sweep directory, once a sweep job has run
 
 
-def train_command(cfg: DictConfig) -> None:
+@dataclass
+class Command:
+    run: Callable[[Config, Path], dict]  # (typed config, run dir) -> the job's summary
+    sweep_table: Callable[[list[dict]], str]  # the summaries of a sweep's jobs -> one Markdown table
+
+
+def _train(cfg: Config, run_dir: Path) -> dict:
     from pretrainer.pipeline import train  # heavy imports only once the config is valid
 
+    return train(cfg, run_dir)
+
+
+def _inspect_tokenizer(cfg: Config, run_dir: Path) -> dict:
+    from pretrainer.inspect_tokenizer import inspect_tokenizer
+
+    return inspect_tokenizer(cfg, run_dir)
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command(_train, sweep_table),
+    "tokenizer": Command(_inspect_tokenizer, tokenizer_table),
+}
+
+
+def run_job(command: Command, cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     try:
         typed = to_config(cfg)
-        summary = train(typed, Path(hydra_cfg.runtime.output_dir))
+        summary = command.run(typed, Path(hydra_cfg.runtime.output_dir))
         if hydra_cfg.mode == RunMode.MULTIRUN:
             SWEEP_JOBS.append({"job": hydra_cfg.job.num, "overrides": hydra_cfg.job.override_dirname,
                                "summary": summary})
@@ -73,18 +100,15 @@ def train_command(cfg: DictConfig) -> None:
         FAILED_JOBS.append(job)
 
 
-COMMANDS: dict[str, Callable[[DictConfig], None]] = {"train": train_command}
-
-
-def run_hydra(command: str, args: list[str]) -> None:
-    sys.argv = [f"pretrainer {command}", *args]
-    job = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(COMMANDS[command])
+def run_hydra(name: str, args: list[str]) -> None:
+    sys.argv = [f"pretrainer {name}", *args]
+    command = COMMANDS[name]
+    job = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
+        lambda cfg: run_job(command, cfg))
     job()
     if SWEEP_JOBS:
-        from pretrainer.sweep_summary import write_sweep_summary
-
-        table = write_sweep_summary(SWEEP_DIR[0], SWEEP_JOBS)
-        print(f"\nsweep summary (test accuracy; also in {SWEEP_DIR[0] / 'sweep_summary.md'}):\n{table}")
+        table = write_sweep_summary(SWEEP_DIR[0], SWEEP_JOBS, command.sweep_table)
+        print(f"\nsweep summary (also in {SWEEP_DIR[0] / 'sweep_summary.md'}):\n{table}")
     if FAILED_JOBS:
         print(f"pretrainer: {len(FAILED_JOBS)} job(s) of the sweep failed:", file=sys.stderr)
         for failed in FAILED_JOBS:

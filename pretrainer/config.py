@@ -25,22 +25,43 @@ def check_range(field_name: str, value: float, low: float, high: float) -> None:
         raise ConfigError(f"{field_name}={value} must lie in [{low}, {high}]")
 
 
+TOKENIZER_KINDS = ("wordpiece", "bpe", "unigram", "char", "word", "word_char")
+BYTE_ALPHABET = 256  # byte-level kinds and unigram's byte fallback hold every byte as a symbol
+
+
 @dataclass
 class TokenizerConfig:
-    """How the subword tokenizer is trained (group `tokenizer`)."""
+    """How the tokenizer is trained (group `tokenizer`), plus what `pretrainer tokenizer` shows."""
 
-    name: str = "wordpiece"  # wordpiece (BERT-style) | bpe (byte-level, GPT-2-style)
-    vocab_size: int = 4096
+    name: str = "wordpiece"  # wordpiece | bpe | unigram | char | word | word_char (pretrainer/tokenization/kinds.py)
+    vocab_size: int = 4096  # word, char: the K most frequent; subword kinds: the whole vocabulary
     lowercase: bool = True  # normalisation before training and encoding
-    min_frequency: int = 2  # a merge / piece must occur this often in the sample
+    normalization: str = "nfc"  # unicode form: nfc | nfkc | none (wordpiece: BERT's own normaliser)
+    min_frequency: int = 2  # a merge / piece / word must occur this often in the sample
     sample_documents: int = 50_000  # documents read (streamed) to train the tokenizer
+    bpe_dropout: float = 0.0  # bpe: merges skipped with this probability when segmenting the pretraining corpus
+    # `pretrainer tokenizer` only (not part of the trained tokenizer):
+    show: str | None = None  # a sentence whose segmentation is printed
+    diagnostic_documents: int = 2000  # held-out documents measured
 
     def __post_init__(self) -> None:
-        check_choice("tokenizer.name", self.name, ("wordpiece", "bpe"))
-        if self.vocab_size < 64:
-            raise ConfigError(f"tokenizer.vocab_size={self.vocab_size} is too small (minimum 64)")
-        if self.sample_documents < 1:
-            raise ConfigError("tokenizer.sample_documents must be at least 1")
+        check_choice("tokenizer.name", self.name, TOKENIZER_KINDS)
+        check_choice("tokenizer.normalization", self.normalization, ("nfc", "nfkc", "none"))
+        check_range("tokenizer.bpe_dropout", self.bpe_dropout, 0.0, 0.99)
+        if self.bpe_dropout and self.name != "bpe":
+            raise ConfigError(f"tokenizer.bpe_dropout applies to tokenizer=bpe, not tokenizer={self.name}")
+        minimum = BYTE_ALPHABET + 5 if self.name in ("bpe", "word_char", "unigram") else 16
+        if self.vocab_size < minimum:
+            raise ConfigError(f"tokenizer.vocab_size={self.vocab_size} is below the alphabet of tokenizer={self.name}"
+                              f" (at least {minimum} with the special tokens)")
+        if self.sample_documents < 1 or self.diagnostic_documents < 1:
+            raise ConfigError("tokenizer.sample_documents and tokenizer.diagnostic_documents must be at least 1")
+
+    def training_fields(self) -> dict:
+        """What the trained tokenizer depends on: the cache key (display options and the
+        packing-time dropout are left out)."""
+        return {key: getattr(self, key) for key in
+                ("name", "vocab_size", "lowercase", "normalization", "min_frequency", "sample_documents")}
 
 
 ARCH_NAMES = ("encoder", "decoder", "encoder_decoder")

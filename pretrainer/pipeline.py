@@ -24,7 +24,13 @@ from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table
 from pretrainer.models import build_body
 from pretrainer.objectives import build_objective, objective_class
-from pretrainer.tokenization import SpecialIds, add_special_tokens, load_or_train_tokenizer, tokenizer_fingerprint
+from pretrainer.tokenization import (
+    SpecialIds,
+    add_special_tokens,
+    load_or_train_tokenizer,
+    tokenizer_fingerprint,
+    with_bpe_dropout,
+)
 from pretrainer.training.device import resolve_device, use_bf16
 from pretrainer.training.loop import PretrainingModel, Runtime, TrainState, pretrain
 
@@ -45,7 +51,9 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     trained, tokenizer_cached = load_or_train_tokenizer(
         cfg.tokenizer, corpus.fingerprint, corpus.documents(), cache_dir)
     objective_type = objective_class(cfg.objective)
-    packed = load_or_pack(corpus.documents(), trained, corpus.fingerprint, tokenizer_fingerprint(trained),
+    # BPE-dropout segments the pretraining corpus only; evaluation and fine-tuning use plain BPE.
+    segmenter = with_bpe_dropout(trained, cfg.tokenizer.bpe_dropout) if cfg.tokenizer.bpe_dropout else trained
+    packed = load_or_pack(corpus.documents(), segmenter, corpus.fingerprint, tokenizer_fingerprint(segmenter),
                           objective_type.raw_block_size(cfg.objective, cfg.data.block_size),
                           cfg.data.eval_fraction, cache_dir)
     # Tokens an objective adds (T5's sentinels) go after the trained vocabulary; text encodes as before.

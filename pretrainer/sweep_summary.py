@@ -1,5 +1,6 @@
-"""One table for a whole sweep: a row per job, its pretraining figures and, per task,
-the pretrained body's test score next to the scratch baseline's.
+"""One table for a whole sweep, a row per job. For `train`: its pretraining figures and,
+per task, the pretrained body's test score next to the scratch baseline's; for
+`tokenizer`: the tokenizer diagnostics side by side.
 
 Written as `sweep_summary.md` and `sweep_summary.json` into the sweep directory and
 printed when the sweep ends, so `-m objective=mlm,clm,t5_span` reads as one comparison.
@@ -8,6 +9,7 @@ printed when the sweep ends, so `-m objective=mlm,clm,t5_span` reads as one comp
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,25 @@ def sweep_table(jobs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_sweep_summary(sweep_dir: Path, jobs: list[dict[str, Any]]) -> str:
-    table = sweep_table(jobs)
+def tokenizer_table(jobs: list[dict[str, Any]]) -> str:
+    """Markdown table of `pretrainer tokenizer` reports, one row per job."""
+    header = ["job", "overrides", "kind", "vocab", "tokens/word", "words split", "unk", "bytes/token",
+              "tokens/doc p50 / p99", "docs over block"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for job in jobs:
+        r = job["summary"]
+        cells = [str(job["job"]), job["overrides"] or "(defaults)", r["kind"], f"{r['vocab_size']:,}",
+                 f"{r['fertility']:.3f}", f"{r['split_share']:.1%}", f"{r['unk_rate']:.2%}",
+                 f"{r['bytes_per_token']:.2f}",
+                 f"{r['length_percentiles']['p50']:.0f} / {r['length_percentiles']['p99']:.0f}",
+                 f"{r['over_block_share']:.1%}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_sweep_summary(sweep_dir: Path, jobs: list[dict[str, Any]],
+                        make_table: Callable[[list[dict[str, Any]]], str] = sweep_table) -> str:
+    table = make_table(jobs)
     write_text_atomic(sweep_dir / "sweep_summary.md", table)
     write_text_atomic(sweep_dir / "sweep_summary.json", json.dumps(jobs, indent=2))
     return table

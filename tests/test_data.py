@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pretrainer.config import DataConfig, TokenizerConfig
-from pretrainer.data.blocks import _is_eval_document, epoch_order_indices, load_or_pack
+from pretrainer.data.blocks import epoch_order_indices, is_eval_document, load_or_pack
 from pretrainer.data.sources import CorpusFormatError, open_corpus
 from pretrainer.tokenization import load_or_train_tokenizer, tokenizer_cache_entry, tokenizer_fingerprint
 
@@ -71,7 +71,7 @@ def test_text_file_fingerprint_follows_content(tmp_path):
 
 
 def test_eval_documents_are_spread_at_the_configured_fraction():
-    flags = [_is_eval_document(i, 0.02) for i in range(10_000)]
+    flags = [is_eval_document(i, 0.02) for i in range(10_000)]
     assert sum(flags) == 200
     assert sum(flags[:5000]) == 100
 

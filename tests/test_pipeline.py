@@ -174,3 +174,25 @@ def test_objectives_with_their_own_bodies_fine_tune_end_to_end(compose_config, t
     assert has_sentinels == (objective == "t5_span")
     checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert any(k.startswith("objective.generator.") for k in checkpoint["model"]) == (objective == "electra")
+
+
+def test_cli_tokenizer_sweep_prints_one_comparison_table(text_corpus, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("tokenizer", "-m", "tokenizer=bpe,word,unigram", "tokenizer.vocab_size=300", "data=text_files",
+                     f"data.paths=[{text_corpus}]", "data.eval_fraction=0.1", 'tokenizer.show="the cat sat"',
+                     f"hydra.sweep.dir={sweep}", f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = (sweep / "sweep_summary.md").read_text().splitlines()
+    assert "tokens/word" in table[0] and [row.split(" | ")[2] for row in table[2:]] == ["bpe", "word", "unigram"]
+    report = json.loads((sweep / "0" / "tokenizer_report.json").read_text())
+    assert report["documents"] == 30 and report["unk_rate"] == 0.0  # every 10th of 300 documents is held out
+    assert report["samples"][0]["text"] == "the cat sat" and (sweep / "0" / "tokenizer" / "tokenizer.json").is_file()
+    assert not (sweep / "0" / "checkpoints").exists()  # no model was trained
+
+
+def test_bpe_dropout_changes_only_the_pretraining_segmentation(compose_config, tmp_path):
+    plain = train(compose_config("tokenizer=bpe", "finetune=none", "data.num_documents=200"), tmp_path / "plain")
+    dropped = train(compose_config("tokenizer=bpe", "tokenizer.bpe_dropout=0.2", "finetune=none",
+                                   "data.num_documents=200"), tmp_path / "dropped")
+    assert dropped["tokenizer"]["fingerprint"] == plain["tokenizer"]["fingerprint"]  # same saved tokenizer
+    assert dropped["data"]["train_blocks"] > plain["data"]["train_blocks"]  # the corpus fell into more pieces

@@ -136,7 +136,7 @@ def _pack_to_cache(documents: Iterable[str], tokenizer: Tokenizer, eval_fraction
         for start, batch in _batches(documents, ENCODE_BATCH_DOCUMENTS):
             encodings = tokenizer.encode_batch(batch, add_special_tokens=False)
             for offset, encoding in enumerate(encodings):
-                split = "eval" if _is_eval_document(start + offset, eval_fraction) else "train"
+                split = "eval" if is_eval_document(start + offset, eval_fraction) else "train"
                 ids = np.asarray(encoding.ids + [sep_id], dtype=dtype)
                 ids.tofile(files[f"{split}.bin"])
                 _word_starts(encoding.word_ids).tofile(files[f"{split}.words.bin"])
@@ -167,7 +167,7 @@ def _batches(documents: Iterable[str], size: int) -> Iterator[tuple[int, list[st
         start += len(batch)
 
 
-def _is_eval_document(index: int, eval_fraction: float) -> bool:
+def is_eval_document(index: int, eval_fraction: float) -> bool:
     """Spread held-out documents evenly: document i is eval when the running quota ticks."""
     return math.floor((index + 1) * eval_fraction) > math.floor(index * eval_fraction)
 
