@@ -65,6 +65,7 @@ class TokenizerConfig:
 
 
 ARCH_NAMES = ("encoder", "decoder", "encoder_decoder")
+POSITIONS = ("learned", "sinusoidal", "rotary", "alibi", "t5_relative_bias")
 
 
 @dataclass
@@ -78,17 +79,30 @@ class ArchConfig:
     n_head: int = 4
     d_ff: int = 512
     dropout: float = 0.0  # off by default: short budgets underfit, they do not overfit (measured)
-    max_len: int = 128  # number of learned positions: the longest input the model accepts
+    max_len: int = 128  # training length; learned positions cannot go beyond it, relative ones can
     norm_position: str = "pre"  # pre: x + f(norm(x)) ; post: norm(x + f(x)) as in BERT
-    positions: str = "learned"  # learned absolute (BERT, GPT-2) | rotary (RoFormer; relative)
+    norm: str = "layernorm"  # layernorm | rmsnorm (T5, LLaMA) | none (pre only, with scaled_residual_init)
+    norm_eps: float = 1e-5  # BERT uses 1e-12, GPT-2 1e-5, T5 1e-6
+    positions: str = "learned"  # learned | sinusoidal (absolute) | rotary | alibi | t5_relative_bias (relative)
+    relative_buckets: int = 32  # t5_relative_bias: buckets of relative distance ...
+    relative_max_distance: int = 128  # ... logarithmic up to this distance
+    activation: str = "gelu"  # gelu (exact) | relu | swiglu | geglu (gated, GELU tanh form as T5 v1.1)
+    bias: bool = True  # biases in attention, feed-forward and LayerNorm (T5 and LLaMA have none)
     init_std: float = 0.02
+    scaled_residual_init: bool = True  # GPT-2: residual-branch outputs init with std / sqrt(2 * layers)
     tie_embeddings: bool = True  # output projection shares the input embedding matrix
     segment_embeddings: bool = False  # token-type embeddings for sentence A / B (BERT); NSP/SOP set it
 
     def __post_init__(self) -> None:
         check_choice("arch.name", self.name, ARCH_NAMES)
         check_choice("arch.norm_position", self.norm_position, ("pre", "post"))
-        check_choice("arch.positions", self.positions, ("learned", "rotary"))
+        check_choice("arch.norm", self.norm, ("layernorm", "rmsnorm", "none"))
+        check_choice("arch.positions", self.positions, POSITIONS)
+        check_choice("arch.activation", self.activation, ("gelu", "relu", "swiglu", "geglu"))
+        check_range("arch.norm_eps", self.norm_eps, 0.0, 0.1)
+        if self.norm == "none" and (self.norm_position != "pre" or not self.scaled_residual_init):
+            raise ConfigError("arch.norm=none needs arch.norm_position=pre and arch.scaled_residual_init=true: "
+                              "without norms only the scaled init keeps the residual stream from growing")
         check_range("arch.dropout", self.dropout, 0.0, 0.9)
         for key in ("n_layer", "d_model", "n_head", "d_ff", "max_len"):
             if getattr(self, key) < 1:

@@ -17,7 +17,7 @@ class LMHead(nn.Module):
     """
 
     def __init__(self, embedding: nn.Embedding, transform: bool, tied: bool = True, init_std: float = 0.02,
-                 in_dim: int | None = None):
+                 in_dim: int | None = None, bias: bool = True, norm_eps: float = 1e-5):
         super().__init__()
         vocab_size, d_model = embedding.weight.shape
         in_dim = in_dim or d_model
@@ -28,9 +28,9 @@ class LMHead(nn.Module):
         else:
             self.embedding = nn.Embedding(vocab_size, d_model)
             nn.init.normal_(self.embedding.weight, std=init_std)
-        self.transform = (nn.Sequential(nn.Linear(in_dim, d_model), nn.GELU(), nn.LayerNorm(d_model))
+        self.transform = (nn.Sequential(nn.Linear(in_dim, d_model), nn.GELU(), nn.LayerNorm(d_model, eps=norm_eps))
                           if transform else nn.Identity())
-        self.bias = nn.Parameter(torch.zeros(vocab_size))
+        self.bias = nn.Parameter(torch.zeros(vocab_size)) if bias else None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(self.transform(hidden), self.embedding.weight, self.bias)

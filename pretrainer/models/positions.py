@@ -1,13 +1,34 @@
-"""Rotary position embeddings (RoFormer, Su et al. 2021), the half-split form of GPT-NeoX.
+"""Position information, absolute and relative.
 
-Queries and keys are rotated by an angle proportional to their position, so their dot
-product depends on the relative offset only: a head can learn "attend to the next
-token" once, for every position, instead of per learned absolute position.
+- sinusoidal (Vaswani et al. 2017): fixed sines and cosines added to the input;
+- rotary (RoFormer, Su et al. 2021), the half-split form of GPT-NeoX: queries and keys
+  are rotated by an angle proportional to their position, so their dot product depends
+  on the relative offset only;
+- ALiBi (Press et al. 2022): no embedding; each head adds -slope * distance to its
+  attention scores (symmetric |i - j| in a bidirectional encoder);
+- T5 relative bias (Raffel et al. 2020): a learned scalar per head and bucket of
+  relative distance (exact below half the buckets, logarithmic up to a max distance),
+  added to the scores of every layer of a stack.
+The relative kinds work at any length, including beyond the training length.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import nn
+
+
+def sinusoidal_table(length: int, d_model: int, device: torch.device | None = None) -> torch.Tensor:
+    """(T, C): sin on even channels, cos on odd ones, wavelengths from 2pi to 10000 * 2pi."""
+    positions = torch.arange(length, dtype=torch.float32, device=device)[:, None]
+    frequencies = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device=device)
+                            * (-math.log(10_000.0) / d_model))
+    table = torch.zeros(length, d_model, device=device)
+    table[:, 0::2] = torch.sin(positions * frequencies)
+    table[:, 1::2] = torch.cos(positions * frequencies[: d_model // 2])
+    return table
 
 
 def rotary_angles(length: int, head_dim: int, device: torch.device,
@@ -23,3 +44,59 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     first, second = x.chunk(2, dim=-1)  # 2 x (B, H, T, D/2)
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)
+
+
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """(H,) geometric slopes 2^(-8 h / H); for a head count that is not a power of two, the
+    paper's interleaving of the next power's slopes."""
+    def power_of_two(n: int) -> list[float]:
+        start = 2 ** (-8 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(n_head).is_integer():
+        return torch.tensor(power_of_two(n_head))
+    closest = 2 ** math.floor(math.log2(n_head))
+    extra = power_of_two(2 * closest)[0::2][: n_head - closest]
+    return torch.tensor(power_of_two(closest) + extra)
+
+
+def alibi_bias(slopes: torch.Tensor, length: int) -> torch.Tensor:
+    """(1, H, T, T) additive scores -slope * |i - j| (a causal mask hides j > i anyway)."""
+    positions = torch.arange(length, device=slopes.device)
+    distance = (positions[None, :] - positions[:, None]).abs()  # (T, T)
+    return -(slopes[:, None, None] * distance[None]).unsqueeze(0)
+
+
+class RelativePositionBias(nn.Module):
+    """T5's learned bias per (bucket of j - i, head): (1, H, T, S) added to attention scores."""
+
+    def __init__(self, n_head: int, bidirectional: bool, num_buckets: int, max_distance: int):
+        super().__init__()
+        self.bidirectional = bidirectional
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.embedding = nn.Embedding(num_buckets, n_head)
+
+    def bucket(self, relative: torch.Tensor) -> torch.Tensor:
+        """Relative positions (key - query) -> bucket ids, as T5 computes them."""
+        buckets = torch.zeros_like(relative)
+        num_buckets = self.num_buckets
+        if self.bidirectional:
+            num_buckets //= 2
+            buckets = buckets + (relative > 0).long() * num_buckets
+            relative = relative.abs()
+        else:
+            relative = -torch.clamp(relative, max=0)
+        exact = num_buckets // 2
+        is_small = relative < exact
+        # Larger distances share buckets logarithmically up to max_distance.
+        large = exact + (torch.log(relative.float().clamp(min=1) / exact)
+                         / math.log(self.max_distance / exact) * (num_buckets - exact)).long()
+        large = torch.clamp(large, max=num_buckets - 1)
+        return buckets + torch.where(is_small, relative, large)
+
+    def forward(self, query_length: int, key_length: int) -> torch.Tensor:
+        device = self.embedding.weight.device
+        relative = (torch.arange(key_length, device=device)[None, :]
+                    - torch.arange(query_length, device=device)[:, None])  # (T, S)
+        return self.embedding(self.bucket(relative)).permute(2, 0, 1).unsqueeze(0)  # (1, H, T, S)

@@ -14,9 +14,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretrainer.config import ArchConfig
-from pretrainer.models.positions import apply_rotary, rotary_angles
+from pretrainer.models.positions import (
+    RelativePositionBias,
+    alibi_bias,
+    alibi_slopes,
+    apply_rotary,
+    rotary_angles,
+    sinusoidal_table,
+)
 
 Rotary = tuple[torch.Tensor, torch.Tensor]
+
+
+def make_norm(cfg: ArchConfig) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+    if cfg.norm == "none":
+        return nn.Identity()
+    return nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps, bias=cfg.bias)
+
+
+def combine_masks(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """A boolean mask (True = may attend) and an additive float bias -> one SDPA attn_mask."""
+    if bias is None:
+        return mask
+    if mask is None:
+        return bias
+    return bias.masked_fill(~mask, float("-inf"))
 
 
 def _split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
@@ -32,15 +56,16 @@ class Attention(nn.Module):
         self.n_head = cfg.n_head
         self.cross = cross
         if cross:  # queries from the decoder, keys and values from the encoder's output
-            self.q = nn.Linear(cfg.d_model, cfg.d_model)
-            self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+            self.q = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+            self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model, bias=cfg.bias)
         else:
-            self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
-        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+            self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
                 rotary: Rotary | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
+        """`mask`: None, boolean (True = may attend) or additive float, broadcastable to (B, H, T, S)."""
         B, T, C = x.shape
         if self.cross:
             q = self.q(x)
@@ -55,14 +80,29 @@ class Attention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "swiglu": F.silu,  # gated: silu(gate(x)) * up(x) (Shazeer 2020; LLaMA)
+    "geglu": lambda x: F.gelu(x, approximate="tanh"),  # gated, GELU's tanh form as in T5 v1.1
+}
+
+
 class FeedForward(nn.Module):
+    """(B, T, C) -> (B, T, C): down(act(up(x))), or down(act(gate(x)) * up(x)) for the gated
+    activations (`d_ff` is the width of each of gate and up)."""
+
     def __init__(self, cfg: ArchConfig):
         super().__init__()
-        self.up = nn.Linear(cfg.d_model, cfg.d_ff)
-        self.down = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.act = ACTIVATIONS[cfg.activation]
+        self.gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias) if cfg.activation.endswith("glu") else None
+        self.up = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
+        self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.gelu(self.up(x)))
+        if self.gate is not None:
+            return self.down(self.act(self.gate(x)) * self.up(x))
+        return self.down(self.act(self.up(x)))
 
 
 class Block(nn.Module):
@@ -72,11 +112,11 @@ class Block(nn.Module):
     def __init__(self, cfg: ArchConfig, cross_attention: bool):
         super().__init__()
         self.pre_norm = cfg.norm_position == "pre"
-        self.attn_norm = nn.LayerNorm(cfg.d_model)
+        self.attn_norm = make_norm(cfg)
         self.attn = Attention(cfg, cross=False)
-        self.cross_norm = nn.LayerNorm(cfg.d_model) if cross_attention else None
+        self.cross_norm = make_norm(cfg) if cross_attention else None
         self.cross = Attention(cfg, cross=True) if cross_attention else None
-        self.ffn_norm = nn.LayerNorm(cfg.d_model)
+        self.ffn_norm = make_norm(cfg)
         self.ffn = FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -94,37 +134,64 @@ class Block(nn.Module):
 
 
 class TransformerStack(nn.Module):
-    """Embedded tokens (B, T, C) -> hidden states (B, T, C): positions, blocks, final norm."""
+    """Embedded tokens (B, T, C) -> hidden states (B, T, C): positions, blocks, final norm.
 
-    def __init__(self, cfg: ArchConfig, n_layer: int, cross_attention: bool = False):
+    `causal` matters only to position biases that differ by direction (T5's buckets);
+    the attention mask itself comes from the caller.
+    """
+
+    def __init__(self, cfg: ArchConfig, n_layer: int, cross_attention: bool = False, causal: bool = False):
         super().__init__()
-        self.max_len = cfg.max_len
-        # Learned absolute positions are added to the input; rotary ones rotate q and k.
+        self.cfg = cfg
+        self.positions = cfg.positions
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
-        if cfg.positions == "rotary":  # (max_len, D/2) tables, sliced to T; not saved in checkpoints
+        if cfg.positions == "sinusoidal":
+            self.register_buffer("sinusoids", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False)
+        if cfg.positions == "rotary":  # (max_len, D/2) tables, extended on demand; not saved in checkpoints
             cos, sin = rotary_angles(cfg.max_len, cfg.d_model // cfg.n_head, torch.device("cpu"))
             self.register_buffer("rotary_cos", cos, persistent=False)
             self.register_buffer("rotary_sin", sin, persistent=False)
+        if cfg.positions == "alibi":
+            self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_head), persistent=False)
+        self.relative_bias = (RelativePositionBias(cfg.n_head, not causal, cfg.relative_buckets,
+                                                   cfg.relative_max_distance)
+                              if cfg.positions == "t5_relative_bias" else None)
         # Post-LN (BERT) normalises the embeddings; pre-LN normalises the last block's output.
-        self.emb_norm = nn.LayerNorm(cfg.d_model) if cfg.norm_position == "post" else nn.Identity()
+        self.emb_norm = make_norm(cfg) if cfg.norm_position == "post" else nn.Identity()
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, cross_attention) for _ in range(n_layer))
-        self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm_position == "pre" else nn.Identity()
+        self.final_norm = make_norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
                 memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None) -> torch.Tensor:
         T = x.shape[1]
-        if T > self.max_len:
-            raise ValueError(f"input length {T} exceeds arch.max_len={self.max_len}")
-        rotary = None
-        if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(T, device=x.device))
-        else:
-            rotary = (self.rotary_cos[:T], self.rotary_sin[:T])
+        x, rotary, bias = self._positions(x)
+        if bias is not None:  # an additive bias needs an explicit mask: SDPA's is_causal takes none
+            if is_causal:
+                mask, is_causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), False
+            mask = combine_masks(mask, bias)
         x = self.drop(self.emb_norm(x))
         for block in self.blocks:
             x = block(x, mask, is_causal, rotary, memory, memory_mask)
         return self.final_norm(x)
+
+    def _positions(self, x: torch.Tensor) -> tuple[torch.Tensor, Rotary | None, torch.Tensor | None]:
+        """(input with absolute positions added, rotary tables, additive score bias (1, H, T, T))."""
+        T = x.shape[1]
+        if self.positions == "learned":
+            if T > self.cfg.max_len:
+                raise ValueError(f"input length {T} exceeds arch.max_len={self.cfg.max_len} (learned positions)")
+            return x + self.pos_emb(torch.arange(T, device=x.device)), None, None
+        if self.positions == "sinusoidal":
+            table = self.sinusoids if T <= self.sinusoids.shape[0] else sinusoidal_table(T, x.shape[2], x.device)
+            return x + table[:T].to(x.dtype), None, None
+        if self.positions == "rotary":
+            if T > self.rotary_cos.shape[0]:  # beyond the training length: extend the tables
+                self.rotary_cos, self.rotary_sin = rotary_angles(T, self.rotary_cos.shape[1] * 2, x.device)
+            return x, (self.rotary_cos[:T], self.rotary_sin[:T]), None
+        if self.positions == "alibi":
+            return x, None, alibi_bias(self.alibi_slopes, T).to(x.dtype)
+        return x, None, self.relative_bias(T, T).to(x.dtype)
 
 
 def key_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -143,14 +210,17 @@ def prefix_lm_mask(prefix_lengths: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def init_weights(model: nn.Module, cfg: ArchConfig) -> None:
-    """Normal(0, init_std) for linear and embedding weights, zero biases; GPT-2's scaled
-    init for residual-branch outputs, which shrink with depth so the sum stays O(1)."""
+    """Normal(0, init_std) for linear and embedding weights, zero biases; with
+    `scaled_residual_init`, GPT-2's scaling of residual-branch outputs by 1/sqrt(2 x layers),
+    so the residual sum stays O(1) with depth."""
     n_layer = cfg.n_layer + (cfg.n_decoder_layer or cfg.n_layer if cfg.name == "encoder_decoder" else 0)
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=cfg.init_std)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
+    if not cfg.scaled_residual_init:
+        return
     for name, param in model.named_parameters():
         if name.endswith(("attn.out.weight", "cross.out.weight", "ffn.down.weight")):
             nn.init.normal_(param, std=cfg.init_std / math.sqrt(2 * n_layer))
@@ -170,7 +240,7 @@ class TransformerBody(nn.Module):
         self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
         # Segment (token-type) embeddings mark sentence A / B of a pair (BERT).
         self.seg_emb = nn.Embedding(2, cfg.d_model) if cfg.segment_embeddings else None
-        self.stack = TransformerStack(cfg, cfg.n_layer)
+        self.stack = TransformerStack(cfg, cfg.n_layer, causal=self.causal)
         init_weights(self, cfg)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -204,7 +274,7 @@ class EncoderDecoder(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
         self.encoder = TransformerStack(cfg, cfg.n_layer)
-        self.decoder = TransformerStack(cfg, cfg.n_decoder_layer or cfg.n_layer, cross_attention=True)
+        self.decoder = TransformerStack(cfg, cfg.n_decoder_layer or cfg.n_layer, cross_attention=True, causal=True)
         init_weights(self, cfg)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -69,5 +69,10 @@ def special_token_table(special: SpecialIds, vocab_size: int) -> torch.Tensor:
 
 
 def lm_head(body: nn.Module, transform: bool) -> LMHead:
-    """The vocabulary head on `body`, tied to its embedding unless `arch.tie_embeddings=false`."""
-    return LMHead(body.tok_emb, transform=transform, tied=body.cfg.tie_embeddings, init_std=body.cfg.init_std)
+    """The vocabulary head on `body`, tied to its embedding unless `arch.tie_embeddings=false`.
+
+    `transform=True` is BERT's MLM head (dense + GELU + LayerNorm, output bias); without it
+    the head is GPT-2's / T5's plain projection, which has no bias.
+    """
+    return LMHead(body.tok_emb, transform=transform, tied=body.cfg.tie_embeddings, init_std=body.cfg.init_std,
+                  bias=transform, norm_eps=body.cfg.norm_eps)
