@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pretrainer.config import Config, ConfigError, reject_unknown_fields
-from pretrainer.sweep_summary import sweep_table, tokenizer_table, write_sweep_summary
+from pretrainer.sweep_summary import plan_table, sweep_table, tokenizer_table, write_sweep_summary
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 ConfigStore.instance().store(name="schema", node=Config)
@@ -26,6 +26,7 @@ USAGE = """usage: pretrainer <command> [overrides] [-m]
 commands:
   train      train a tokenizer, pretrain, fine-tune, report (pretrainer train --help lists config groups)
   tokenizer  train (or load) the configured tokenizer and print diagnostics on held-out text
+  plan       parameters, FLOPs, tokens, activation memory and expected wall time, without training
 
 examples:
   pretrainer train                                  # the embedded demo: MLM encoder, 4 tasks
@@ -35,6 +36,7 @@ examples:
   pretrainer train --cfg job                        # print the composed config
   pretrainer tokenizer tokenizer=unigram tokenizer.show="Some sentence."
   pretrainer tokenizer -m tokenizer=bpe,wordpiece,unigram,char,word   # one comparison table
+  pretrainer plan -m arch/size=base objective=mlm,clm,t5_span plan.flops_per_s=1e14
 """
 
 
@@ -71,9 +73,16 @@ def _inspect_tokenizer(cfg: Config, run_dir: Path) -> dict:
     return inspect_tokenizer(cfg, run_dir)
 
 
+def _plan(cfg: Config, run_dir: Path) -> dict:
+    from pretrainer.plan import plan_experiment
+
+    return plan_experiment(cfg, run_dir)
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command(_train, sweep_table),
     "tokenizer": Command(_inspect_tokenizer, tokenizer_table),
+    "plan": Command(_plan, plan_table),
 }
 
 

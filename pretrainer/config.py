@@ -282,6 +282,19 @@ class LoggerConfig:
 
 
 @dataclass
+class PlanConfig:
+    """`pretrainer plan`: how to turn the compute count into an expected wall time."""
+
+    tokens_per_s: float | None = None  # a throughput you measured or expect ...
+    flops_per_s: float | None = None  # ... or a sustained FLOP rate (e.g. 40% of a GPU's peak) ...
+    measure_steps: int = 0  # ... or > 0: time this many training steps of the real model on trainer.device
+
+    def __post_init__(self) -> None:
+        if self.measure_steps < 0:
+            raise ConfigError("plan.measure_steps must be >= 0")
+
+
+@dataclass
 class Config:
     """A whole experiment: one field per config group plus run-wide settings."""
 
@@ -292,6 +305,7 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
     seed: int = 0  # the run's seed: trainer.seed and finetune.seed follow it unless set themselves
     cache_dir: str = "~/.cache/pretrainer"  # tokenizer and tokenized-corpus caches
     run_name: str | None = None  # shown in logs and wandb; default: the run's overrides

@@ -1,6 +1,6 @@
 """One table for a whole sweep, a row per job. For `train`: its pretraining figures and,
 per task, the pretrained body's test score next to the scratch baseline's; for
-`tokenizer`: the tokenizer diagnostics side by side.
+`tokenizer`: the tokenizer diagnostics side by side; for `plan`: the compute plans.
 
 Written as `sweep_summary.md` and `sweep_summary.json` into the sweep directory and
 printed when the sweep ends, so `-m objective=mlm,clm,t5_span` reads as one comparison.
@@ -46,6 +46,21 @@ def tokenizer_table(jobs: list[dict[str, Any]]) -> str:
                  f"{r['bytes_per_token']:.2f}",
                  f"{r['length_percentiles']['p50']:.0f} / {r['length_percentiles']['p99']:.0f}",
                  f"{r['over_block_share']:.1%}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plan_table(jobs: list[dict[str, Any]]) -> str:
+    """Markdown table of `pretrainer plan` results, one row per job."""
+    header = ["job", "overrides", "family / objective", "params", "non-embedding", "FLOPs/token", "tokens",
+              "total FLOPs", "activations GiB", "wall time"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for job in jobs:
+        p = job["summary"]
+        wall = "—" if p["wall_time_s"] is None else f"{p['wall_time_s']:,.0f} s"
+        cells = [str(job["job"]), job["overrides"] or "(defaults)", f"{p['arch']} / {p['objective']}",
+                 f"{p['params']:,}", f"{p['non_embedding_params']:,}", f"{p['flops_per_token']:.3e}",
+                 f"{p['tokens']:,}", f"{p['total_flops']:.3e}", f"{p['activation_bytes'] / 2**30:.2f}", wall]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

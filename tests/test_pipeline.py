@@ -196,3 +196,15 @@ def test_bpe_dropout_changes_only_the_pretraining_segmentation(compose_config, t
                                    "data.num_documents=200"), tmp_path / "dropped")
     assert dropped["tokenizer"]["fingerprint"] == plain["tokenizer"]["fingerprint"]  # same saved tokenizer
     assert dropped["data"]["train_blocks"] > plain["data"]["train_blocks"]  # the corpus fell into more pieces
+
+
+def test_cli_plan_sweep_prints_one_table_without_training(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("plan", "-m", "arch/size=tiny,base", "objective=mlm", "plan.flops_per_s=1e12",
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = (sweep / "sweep_summary.md").read_text().splitlines()[2:]
+    assert len(rows) == 2 and "arch/size=base" in rows[1]
+    base = json.loads((sweep / "1" / "plan.json").read_text())
+    assert base["non_embedding_params"] > 80_000_000 and base["wall_time_s"] > 0
+    assert not (sweep / "1" / "checkpoints").exists()

@@ -1,0 +1,199 @@
+"""`plan_experiment(cfg)`: what a configuration costs, without training it.
+
+Parameters are counted on a model built on the `meta` device (no memory), so `base` and
+`large` presets plan instantly. Training compute per input token follows Kaplan et al.
+(2020): 6 x N (N = non-embedding parameters that process the token: forward 2N,
+backward 4N) plus the attention term 6 x layers x context x d_model, plus the output
+projection 6 x d_model x V at the share of positions that are predicted (15% for MLM:
+its projection runs only there). An encoder-decoder's decoder runs on
+`decoder_tokens / input_tokens` of a token; ELECTRA adds its generator. Activation
+memory follows Korthikanti et al. (2022) without recomputation: per layer
+B x T x d x (34 + 5 x heads x T / d) bytes in 16-bit (twice that in fp32), plus the logits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.markup import escape
+from rich.table import Table
+from torch import nn
+
+from pretrainer.config import Config
+from pretrainer.data.blocks import BlockBatch
+from pretrainer.hashing import write_text_atomic
+from pretrainer.loggers import console
+from pretrainer.models import build_body
+from pretrainer.objectives import build_objective, objective_class
+from pretrainer.objectives.t5_span import corrupted_lengths, raw_length_for_input
+from pretrainer.tokenization import SPECIAL_TOKENS, SpecialIds
+from pretrainer.training.device import resolve_device, use_bf16
+from pretrainer.training.loop import total_steps
+
+
+@dataclass
+class Shape:
+    """Per input token: how much of each part of the model runs."""
+
+    predicted: float  # share of positions whose output projection runs
+    decoder: float  # decoder tokens per input token (encoder-decoder only)
+
+
+def objective_shape(cfg: Config) -> Shape:
+    name, block = cfg.objective.name, cfg.data.block_size
+    if name == "t5_span":
+        raw = raw_length_for_input(block, cfg.objective.mask_prob, cfg.objective.mean_span_length)
+        targets = corrupted_lengths(raw, cfg.objective.mask_prob, cfg.objective.mean_span_length)[1]
+        return Shape(predicted=targets / block, decoder=targets / block)
+    if name == "bart":
+        return Shape(predicted=1.0, decoder=1.0)
+    if name == "clm":
+        return Shape(predicted=1.0, decoder=0.0)
+    if name == "prefix_lm":
+        return Shape(predicted=0.5, decoder=0.0)  # prefix length uniform over the block: half is predicted
+    return Shape(predicted=cfg.objective.mask_prob, decoder=0.0)  # the masked-LM family
+
+
+def plan_experiment(cfg: Config, run_dir: Path | None = None) -> dict[str, Any]:
+    """The plan of one configuration; written to `run_dir/plan.json` and printed when a run dir is given."""
+    vocab = cfg.tokenizer.vocab_size + len(objective_class(cfg.objective).special_tokens(cfg.objective,
+                                                                                          cfg.data.block_size))
+    with torch.device("meta"):
+        body = build_body(cfg.arch, vocab)
+        objective = build_objective(cfg.objective, body, _special_ids(), vocab)
+    counts = parameter_counts(body, objective)
+    shape = objective_shape(cfg)
+    per_token = flops_per_token(cfg, counts, shape, vocab)
+    steps = total_steps(cfg.trainer, cfg.data.block_size)
+    tokens = steps * cfg.trainer.batch_size * cfg.trainer.grad_accum * cfg.data.block_size
+    plan = {
+        "run_name": cfg.run_name or (run_dir.name if run_dir else "plan"),
+        "arch": cfg.arch.name, "objective": cfg.objective.name, "vocab_size": vocab, **counts,
+        "flops_per_token": per_token, "steps": steps, "tokens": tokens, "total_flops": per_token * tokens,
+        "activation_bytes": activation_bytes(cfg, shape, vocab),
+    }
+    plan |= expected_wall_time(cfg, plan)
+    if run_dir is not None:
+        write_text_atomic(run_dir / "plan.json", json.dumps(plan, indent=2))
+        print_plan(plan)
+    return plan
+
+
+def print_plan(plan: dict[str, Any]) -> None:
+    table = Table(title=escape(f"Plan — {plan['run_name']}"), show_header=False)
+    for label, value in plan_rows(plan):
+        table.add_row(label, value)
+    console.print(table)
+
+
+def plan_rows(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    wall = plan["wall_time_s"]
+    return [
+        ("family / objective", f"{plan['arch']} / {plan['objective']}"),
+        ("parameters (non-embedding)", f"{plan['params']:,} ({plan['non_embedding_params']:,})"),
+        ("training FLOPs per token", f"{plan['flops_per_token']:.3e}"),
+        ("steps / tokens", f"{plan['steps']:,} / {plan['tokens']:,}"),
+        ("total training FLOPs", f"{plan['total_flops']:.3e}"),
+        ("activation memory", f"{plan['activation_bytes'] / 2**30:.2f} GiB"),
+        ("throughput", "—" if plan["tokens_per_s"] is None else
+         f"{plan['tokens_per_s']:,.0f} tok/s ({plan['throughput_from']})"),
+        ("expected wall time", "— (give plan.tokens_per_s, plan.flops_per_s or plan.measure_steps)"
+         if wall is None else f"{wall:,.0f} s ({wall / 3600:.2f} h)"),
+    ]
+
+
+def _special_ids() -> SpecialIds:
+    return SpecialIds(*range(len(SPECIAL_TOKENS)), count=len(SPECIAL_TOKENS), sentence_ends=(len(SPECIAL_TOKENS),))
+
+
+def parameter_counts(body: nn.Module, objective: nn.Module) -> dict[str, int]:
+    """Total (tied matrices once) and non-embedding parameters, split by part."""
+    model = nn.ModuleDict({"body": body, "objective": objective})
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)
+                     and m.weight.shape[0] >= 2 and not _is_relative_bias(model, m)}
+    unique = {id(p): (name, p) for name, p in model.named_parameters()}
+    total = sum(p.numel() for _, p in unique.values())
+    embeddings = sum(p.numel() for key, (_, p) in unique.items() if key in embedding_ids)
+    generator = sum(p.numel() for key, (name, p) in unique.items()
+                    if name.startswith("objective.generator.") and key not in embedding_ids)
+    decoder = sum(p.numel() for key, (name, p) in unique.items() if name.startswith("body.decoder."))
+    return {"params": total, "embedding_params": embeddings, "non_embedding_params": total - embeddings,
+            "body_non_embedding_params": sum(p.numel() for key, (name, p) in unique.items()
+                                             if name.startswith("body.") and key not in embedding_ids),
+            "decoder_params": decoder, "generator_params": generator}
+
+
+def _is_relative_bias(model: nn.Module, module: nn.Module) -> bool:
+    return any(name.endswith("relative_bias.embedding") for name, m in model.named_modules() if m is module)
+
+
+def flops_per_token(cfg: Config, counts: dict[str, int], shape: Shape, vocab: int) -> float:
+    arch, T = cfg.arch, cfg.data.block_size
+    encoder = counts["body_non_embedding_params"] - counts["decoder_params"]
+    dense = 6 * (encoder + counts["decoder_params"] * shape.decoder + counts["generator_params"])
+    attention = 6 * arch.n_layer * T * arch.d_model
+    if arch.name == "encoder_decoder":
+        decoder_length = shape.decoder * T
+        # decoder self-attention over its own length, cross-attention over the input, per decoder token
+        attention += 6 * (arch.n_decoder_layer or arch.n_layer) * (decoder_length + T) * arch.d_model * shape.decoder
+    projection = 6 * arch.d_model * vocab * shape.predicted
+    return float(dense + attention + projection)
+
+
+def activation_bytes(cfg: Config, shape: Shape, vocab: int) -> float:
+    arch, T, B = cfg.arch, cfg.data.block_size, cfg.trainer.batch_size
+    bytes_scale = 1.0 if use_bf16(cfg.trainer.precision, resolve_device(cfg.trainer.device)) else 2.0
+    per_layer = B * T * arch.d_model * (34 + 5 * arch.n_head * T / arch.d_model) * bytes_scale
+    layers = arch.n_layer + ((arch.n_decoder_layer or arch.n_layer) * shape.decoder * 1.5
+                             if arch.name == "encoder_decoder" else 0)  # cross-attention: ~half a layer more
+    logits = B * T * shape.predicted * vocab * 4  # fp32 logits for the loss
+    return float(per_layer * layers + logits)
+
+
+def expected_wall_time(cfg: Config, plan: dict[str, Any]) -> dict[str, Any]:
+    if cfg.plan.tokens_per_s:
+        return {"tokens_per_s": cfg.plan.tokens_per_s, "throughput_from": "given",
+                "wall_time_s": plan["tokens"] / cfg.plan.tokens_per_s}
+    if cfg.plan.flops_per_s:
+        tokens_per_s = cfg.plan.flops_per_s / plan["flops_per_token"]
+        return {"tokens_per_s": tokens_per_s, "throughput_from": "flops_per_s",
+                "wall_time_s": plan["tokens"] / tokens_per_s}
+    if cfg.plan.measure_steps:
+        tokens_per_s = measure_throughput(cfg, plan["vocab_size"])
+        return {"tokens_per_s": tokens_per_s, "throughput_from": f"measured over {cfg.plan.measure_steps} steps",
+                "wall_time_s": plan["tokens"] / tokens_per_s}
+    return {"tokens_per_s": None, "throughput_from": None, "wall_time_s": None}
+
+
+def measure_throughput(cfg: Config, vocab: int) -> float:
+    """Tokens/s of real optimizer steps on random blocks (the first step, a warm-up, is not timed)."""
+    from pretrainer.training.optim import build_adamw
+
+    device = resolve_device(cfg.trainer.device)
+    torch.manual_seed(0)
+    body = build_body(cfg.arch, vocab)
+    objective = build_objective(cfg.objective, body, _special_ids(), vocab)
+    model = nn.ModuleDict({"body": body, "objective": objective}).to(device)
+    optimizer = build_adamw(model, cfg.trainer.lr, cfg.trainer.weight_decay, (cfg.trainer.beta1, cfg.trainer.beta2))
+    raw = objective_class(cfg.objective).raw_block_size(cfg.objective, cfg.data.block_size)
+    rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    timed = 0.0
+    for step in range(cfg.plan.measure_steps + 1):
+        ids = rng.integers(len(SPECIAL_TOKENS) + 1, vocab - 1, size=(cfg.trainer.batch_size, raw))
+        ids[:, 0] = 2  # [CLS]
+        blocks = BlockBatch(ids, np.ones_like(ids, dtype=bool), np.repeat(np.arange(len(ids))[:, None], raw, 1))
+        start = time.perf_counter()
+        batch = {k: v.to(device) for k, v in objective.collate(blocks, generator).items()}
+        objective(body, batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timed += time.perf_counter() - start if step else 0.0
+    return cfg.plan.measure_steps * cfg.trainer.batch_size * cfg.data.block_size / timed

@@ -1,0 +1,59 @@
+"""The compute planner: parameter counts against published models, the FLOPs formula,
+the budget, the expected wall time."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pretrainer.config import ArchConfig
+from pretrainer.models import build_body
+from pretrainer.plan import plan_experiment
+
+
+def body_params(vocab: int, **arch) -> int:
+    with torch.device("meta"):
+        body = build_body(ArchConfig(n_layer=12, d_model=768, n_head=12, d_ff=3072, **arch), vocab)
+    return sum(p.numel() for p in body.parameters())
+
+
+def test_base_presets_match_the_published_parameter_counts():
+    # BERT-base: 109,482,240 with its pooler (768 x 768 + 768 = 590,592), which we do not have.
+    bert = body_params(30522, name="encoder", norm_position="post", max_len=512, segment_embeddings=True)
+    assert bert == 109_482_240 - 590_592
+    # GPT-2 (124M): 1024 positions, vocabulary 50257, output matrix tied to the input.
+    assert body_params(50257, name="decoder", norm_position="pre", max_len=1024) == 124_439_808
+    # T5-base (v1.0): RMSNorm, no biases, ReLU, relative position bias, tied embeddings, 12 + 12 layers.
+    t5 = body_params(32128, name="encoder_decoder", norm="rmsnorm", bias=False, activation="relu",
+                     positions="t5_relative_bias")
+    assert t5 == 222_903_552
+
+
+def test_plan_counts_flops_as_documented(compose_config):
+    cfg = compose_config("objective=clm", "trainer.max_steps=10", "plan.tokens_per_s=1000")
+    plan = plan_experiment(cfg)
+    arch, T, V = cfg.arch, cfg.data.block_size, plan["vocab_size"]
+    expected = 6 * plan["body_non_embedding_params"] + 6 * arch.n_layer * T * arch.d_model + 6 * arch.d_model * V
+    assert plan["flops_per_token"] == pytest.approx(expected)
+    assert plan["tokens"] == 10 * cfg.trainer.batch_size * T
+    assert plan["total_flops"] == pytest.approx(expected * plan["tokens"])
+    assert plan["wall_time_s"] == pytest.approx(plan["tokens"] / 1000)
+    # MLM projects only its masked 15%: the output term shrinks accordingly.
+    mlm = plan_experiment(compose_config("objective=mlm", "trainer.max_steps=10"))
+    assert mlm["wall_time_s"] is None
+    mlm_projection = mlm["flops_per_token"] - 6 * mlm["body_non_embedding_params"] - 6 * arch.n_layer * T * arch.d_model
+    assert mlm_projection == pytest.approx(6 * arch.d_model * mlm["vocab_size"] * 0.15)
+
+
+def test_plan_counts_the_electra_generator_and_the_decoder_stack(compose_config):
+    mlm = plan_experiment(compose_config("objective=mlm"))
+    electra = plan_experiment(compose_config("objective=electra"))
+    assert electra["generator_params"] > 0 and electra["flops_per_token"] > mlm["flops_per_token"]
+    t5 = plan_experiment(compose_config("objective=t5_span"))
+    assert t5["decoder_params"] > 0 and t5["arch"] == "encoder_decoder"
+
+
+def test_plan_measures_throughput_when_asked(compose_config):
+    plan = plan_experiment(compose_config("plan.measure_steps=2"))
+    assert plan["tokens_per_s"] > 0 and plan["throughput_from"] == "measured over 2 steps"
+    assert plan["wall_time_s"] == pytest.approx(plan["tokens"] / plan["tokens_per_s"])
