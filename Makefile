@@ -11,9 +11,9 @@ TORCH_SPEC ?= torch==2.13.0
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install:  ## install torch (CPU) and the project in editable mode, with test tools
+install:  ## install torch (CPU) and the project in editable mode, with test tools and transformers
 	$(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -e ".[dev]"
+	$(PIP) install -e ".[dev,hf]"  # hf: transformers, for the export/import equivalence tests
 
 demo:  ## run the main job: `pretrainer train` with the defaults (embedded benchmark)
 	pretrainer train

@@ -27,6 +27,8 @@ commands:
   train      train a tokenizer, pretrain, fine-tune, report (pretrainer train --help lists config groups)
   tokenizer  train (or load) the configured tokenizer and print diagnostics on held-out text
   plan       parameters, FLOPs, tokens, activation memory and expected wall time, without training
+  finetune   fine-tune an existing checkpoint: pretrainer finetune init=<run dir, checkpoint or HF dir> [finetune=...]
+  export     write a run as a Hugging Face transformers model: pretrainer export RUN_DIR [--out DIR]
 
 examples:
   pretrainer train                                  # the embedded demo: MLM encoder, 4 tasks
@@ -73,6 +75,12 @@ def _inspect_tokenizer(cfg: Config, run_dir: Path) -> dict:
     return inspect_tokenizer(cfg, run_dir)
 
 
+def _finetune(cfg: Config, run_dir: Path) -> dict:
+    from pretrainer.finetune.from_checkpoint import finetune_checkpoint
+
+    return finetune_checkpoint(cfg, run_dir)
+
+
 def _plan(cfg: Config, run_dir: Path) -> dict:
     from pretrainer.plan import plan_experiment
 
@@ -83,6 +91,7 @@ COMMANDS: dict[str, Command] = {
     "train": Command(_train, sweep_table),
     "tokenizer": Command(_inspect_tokenizer, tokenizer_table),
     "plan": Command(_plan, plan_table),
+    "finetune": Command(_finetune, sweep_table),
 }
 
 
@@ -125,14 +134,37 @@ def run_hydra(name: str, args: list[str]) -> None:
         raise SystemExit(1)
 
 
+def export_command(args: list[str]) -> None:
+    """`pretrainer export RUN_DIR [--out DIR]`: not a Hydra command, it takes a path."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="pretrainer export", description="Write a run as a transformers model "
+                                     "(BERT masked LM, GPT-2 LM or T5) with its tokenizer.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default: RUN_DIR/hf)")
+    parsed = parser.parse_args(args)
+    from pretrainer.interop import export_hf
+
+    try:
+        out = export_hf(parsed.run_dir, parsed.out or parsed.run_dir / "hf")
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        print(f"pretrainer export: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"wrote {out}")
+
+
 def main() -> None:
     args = sys.argv[1:]
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
     command, rest = args[0], args[1:]
+    if command == "export":
+        export_command(rest)
+        return
     if command not in COMMANDS:
-        print(f"pretrainer: unknown command {command!r}; commands: {', '.join(COMMANDS)}\n\n{USAGE}", file=sys.stderr)
+        print(f"pretrainer: unknown command {command!r}; commands: {', '.join([*COMMANDS, 'export'])}\n\n{USAGE}",
+              file=sys.stderr)
         raise SystemExit(2)
     run_hydra(command, rest)
 

@@ -195,35 +195,71 @@ class DataConfig:
             raise ConfigError("data=hub needs data.name=<dataset name or local dataset directory>")
 
 
+GLUE_TASKS = ("sst2", "cola", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+
+
 @dataclass
 class FinetuneConfig:
     """Downstream tasks and the fine-tuning recipe (group `finetune`)."""
 
-    source: str = "synthetic"  # where tasks come from: synthetic (the embedded benchmark)
-    tasks: list[str] = field(default_factory=list)  # empty: no fine-tuning
-    seed: int = 0  # task generation and fine-tuning seed
-    train_size: int = 200  # labeled training examples per task (the label budget)
-    eval_size: int = 500  # dev and test examples per task
+    source: str = "synthetic"  # synthetic (embedded benchmark) | glue (hub or a local copy) | files (CSV/TSV/JSONL)
+    tasks: list[str] = field(default_factory=list)  # synthetic or GLUE task names; files: the task's name
+    seed: int = 0  # task sample, head init and data order
+    seeds: list[int] = field(default_factory=list)  # repeat each task with these seeds (mean ± std); empty: [seed]
+    train_size: int | None = 200  # labeled training examples per task (the label budget; None: all)
+    eval_size: int = 500  # synthetic: dev and test examples; glue: dev carved from train (test = official dev)
     epochs: int = 10
+    patience: int | None = None  # stop after this many epochs without a better dev score (None: run all)
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_length: int = 64  # tokens per example after the template; longer ones are truncated
-    pooling: str = "mean"  # encoder: mean over real tokens | first ([CLS]); decoder: always last
+    mode: str = "full"  # full fine-tuning | linear_probe (body frozen) | aux_lm (GPT: + LM loss on the input)
+    aux_lm_weight: float = 0.5  # aux_lm: weight of the language-modelling loss
+    pooling: str = "mean"  # mean | first ([CLS]); decoder bodies always read the last token; decoder: BART-style
     dropout: float = 0.1  # before the classification head
     scratch_baseline: bool = True  # also fine-tune a randomly initialised body
+    save_predictions: bool = True  # dev/test predictions to <run dir>/predictions/
+    # glue: datasets.load_dataset(hub_name, task) -- a hub name, or a local directory laid out the same way
+    hub_name: str = "nyu-mll/glue"
+    # files: local CSV / TSV / JSONL, one file per split, columns mapped to text_a / text_b / label
+    task_type: str = "classification"  # classification | regression | tagging (files)
+    train_file: str | None = None
+    dev_file: str | None = None
+    test_file: str | None = None
+    text_a_column: str = "text_a"
+    text_b_column: str | None = None  # set for sentence pairs
+    label_column: str = "label"
+    label_names: list[str] = field(default_factory=list)  # files: the label set (empty: sorted labels of train)
 
     def __post_init__(self) -> None:
-        check_choice("finetune.source", self.source, ("synthetic",))
-        check_choice("finetune.pooling", self.pooling, ("mean", "first"))
-        from pretrainer.data.synthetic import TASK_NAMES  # light: the generator has no heavy imports
+        check_choice("finetune.source", self.source, ("synthetic", "glue", "files"))
+        check_choice("finetune.pooling", self.pooling, ("mean", "first", "decoder"))
+        check_choice("finetune.mode", self.mode, ("full", "linear_probe", "aux_lm"))
+        check_choice("finetune.task_type", self.task_type, ("classification", "regression", "tagging"))
+        if self.source == "synthetic":
+            from pretrainer.data.synthetic import TASK_NAMES  # light: the generator has no heavy imports
 
-        for task in self.tasks:
-            check_choice("finetune.tasks", task, tuple(TASK_NAMES))
-        for key in ("train_size", "eval_size", "epochs", "batch_size", "max_length"):
+            for task in self.tasks:
+                check_choice("finetune.tasks", task, tuple(TASK_NAMES))
+        if self.source == "glue":
+            for task in self.tasks:
+                check_choice("finetune.tasks", task, GLUE_TASKS)
+        if self.source == "files" and self.tasks and not (self.train_file and self.test_file):
+            raise ConfigError("finetune.source=files needs finetune.train_file and finetune.test_file "
+                              "(and optionally finetune.dev_file)")
+        for key in ("eval_size", "epochs", "batch_size", "max_length"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"finetune.{key} must be positive, got {getattr(self, key)}")
+        if self.train_size is not None and self.train_size < 1:
+            raise ConfigError(f"finetune.train_size must be positive or null, got {self.train_size}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"finetune.patience must be positive or null, got {self.patience}")
+        check_range("finetune.aux_lm_weight", self.aux_lm_weight, 0.0, 100.0)
+
+    def run_seeds(self) -> list[int]:
+        return list(self.seeds) or [self.seed]
 
 
 @dataclass
@@ -310,6 +346,7 @@ class Config:
     cache_dir: str = "~/.cache/pretrainer"  # tokenizer and tokenized-corpus caches
     run_name: str | None = None  # shown in logs and wandb; default: the run's overrides
     resume: bool = False  # continue from <run dir>/checkpoints/last.pt when it exists
+    init: str | None = None  # `pretrainer finetune`: a run dir or checkpoint to fine-tune from
 
     def __post_init__(self) -> None:
         check_cross_group(self)
@@ -332,6 +369,11 @@ def check_cross_group(cfg: Config) -> None:
         raise ConfigError(
             f"data.block_size={cfg.data.block_size} exceeds arch.max_len={cfg.arch.max_len}"
         )
+    if cfg.finetune.pooling == "decoder" and cfg.arch.name != "encoder_decoder":
+        raise ConfigError("finetune.pooling=decoder (BART-style) needs arch=encoder_decoder")
+    if cfg.finetune.mode == "aux_lm" and (cfg.arch.name != "decoder" or not cfg.arch.tie_embeddings):
+        raise ConfigError("finetune.mode=aux_lm (GPT's auxiliary LM loss) needs arch=decoder with "
+                          "arch.tie_embeddings=true (the LM head is the input embedding)")
     if cfg.finetune.max_length > cfg.arch.max_len:
         raise ConfigError(
             f"finetune.max_length={cfg.finetune.max_length} exceeds arch.max_len={cfg.arch.max_len}"

@@ -112,26 +112,42 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
+def write_summary(run_dir: Path, summary: dict[str, Any], logger: RunLogger) -> None:
+    """`summary.json` in the run dir (atomically) and the logger's run summary."""
+    from pretrainer.hashing import write_text_atomic
+
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+    logger.summarize(summary)
+
+
 def print_results_table(summary: dict[str, Any]) -> None:
-    """Per task: dev/test metrics of the pretrained body next to the scratch baseline."""
+    """Per task and metric: dev/test of the pretrained body next to the scratch baseline
+    (mean ± std when fine-tuning ran over several seeds)."""
     table = Table(title=escape(f"Results — {summary['run_name']}"))
     for column in ("task", "metric", "chance", "pretrained dev", "pretrained test", "scratch dev", "scratch test"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for task, result in summary.get("finetune", {}).items():
+        primary = result.get("metrics", ["accuracy"])[0]
         for metric in result["pretrained"]["test"]:
-            row = [task, metric, _fmt(result.get("chance") if metric == "accuracy" else None)]
+            row = [task, metric, _fmt(result.get("chance") if metric == primary else None)]
             for init in ("pretrained", "scratch"):
                 for split in ("dev", "test"):
-                    row.append(_fmt(result.get(init, {}).get(split, {}).get(metric)))
+                    run = result.get(init, {})
+                    row.append(_mean_std(run.get(split, {}).get(metric), run.get(f"{split}_std", {}).get(metric)))
             table.add_row(*row)
     pre = summary.get("pretrain", {})
     if table.row_count:
         console.print(table)
-    info(
-        f"pretraining: {pre.get('tokens', 0):,} tokens in {pre.get('wall_time_s', 0):.1f}s "
-        f"({pre.get('tokens_per_s', 0):,.0f} tok/s), final eval loss {_fmt(pre.get('final_eval_loss'))}; "
-        f"total wall time {summary['wall_time_s']:.1f}s"
-    )
+    if pre:
+        info(
+            f"pretraining: {pre.get('tokens', 0):,} tokens in {pre.get('wall_time_s', 0):.1f}s "
+            f"({pre.get('tokens_per_s', 0):,.0f} tok/s), final eval loss {_fmt(pre.get('final_eval_loss'))}; "
+            f"total wall time {summary['wall_time_s']:.1f}s"
+        )
+
+
+def _mean_std(mean: float | None, std: float | None) -> str:
+    return _fmt(mean) if not std else f"{mean:.3f} ± {std:.3f}"
 
 
 def _fmt(value: float | None) -> str:

@@ -5,7 +5,6 @@ Importable and testable without the CLI; receives typed config dataclasses only.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,13 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from pretrainer.config import Config
+from pretrainer.config import ArchConfig, Config
 from pretrainer.data.blocks import PackedCorpus, load_or_pack
 from pretrainer.data.sources import open_corpus
-from pretrainer.finetune.classifier import encode_examples
-from pretrainer.finetune.recipe import EncodedTask, FinetuneContext, finetune
-from pretrainer.finetune.tasks import chance_accuracy, load_tasks
+from pretrainer.finetune.recipe import FinetuneContext
+from pretrainer.finetune.run import BodyFactory, finetune_all
 from pretrainer.hashing import write_text_atomic
-from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table
+from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table, write_summary
 from pretrainer.models import build_body
 from pretrainer.objectives import build_objective, objective_class
 from pretrainer.tokenization import (
@@ -80,45 +78,30 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
         del model, body
 
         context = FinetuneContext(device, bf16, special.pad, logger)
-        results = _finetune_all(cfg, tokenizer, pretrained_weights, context)
+        inits = body_inits(cfg.arch, tokenizer.get_vocab_size(), pretrained_weights, cfg.finetune.scratch_baseline)
+        results = finetune_all(cfg.finetune, tokenizer, inits, context, run_dir)
         summary = _summary(cfg, run_name, run_dir, tokenizer, tokenizer_hash, packed, state, pretrain_seconds, results)
         summary["wall_time_s"] = clock.elapsed()
-        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
-        logger.summarize(summary)
+        write_summary(run_dir, summary, logger)
     finally:
         logger.close()
     print_results_table(summary)
     return summary
 
 
-def _finetune_all(cfg: Config, tokenizer: Tokenizer, pretrained: dict[str, torch.Tensor],
-                  ctx: FinetuneContext) -> dict[str, Any]:
-    vocab_size = tokenizer.get_vocab_size()
+def body_inits(arch: ArchConfig, vocab_size: int, pretrained: dict[str, torch.Tensor],
+               scratch_baseline: bool) -> dict[str, BodyFactory]:
+    """The bodies fine-tuning starts from: the pretrained one, and a random one as the baseline."""
 
     def pretrained_body() -> nn.Module:
-        body = build_body(cfg.arch, vocab_size)
+        body = build_body(arch, vocab_size)
         body.load_state_dict(pretrained)
         return body
 
     def scratch_body() -> nn.Module:
-        return build_body(cfg.arch, vocab_size)
+        return build_body(arch, vocab_size)
 
-    results: dict[str, Any] = {}
-    for task in load_tasks(cfg.finetune):
-        splits = (task.train, task.dev, task.test)
-        encoded = EncodedTask(task.name, task.num_labels,
-                              *(encode_examples(tokenizer, split, cfg.finetune.max_length) for split in splits))
-        result: dict[str, Any] = {"num_labels": task.num_labels, "chance": chance_accuracy(task),
-                                  "train_size": len(task.train)}
-        inits = {"pretrained": pretrained_body} | ({"scratch": scratch_body} if cfg.finetune.scratch_baseline else {})
-        for init_name, make_body in inits.items():
-            clock = Stopwatch()
-            result[init_name] = finetune(make_body, encoded, cfg.finetune, ctx, init_name)
-            result[init_name]["wall_time_s"] = clock.elapsed()
-            info(f"fine-tuned {task.name} ({init_name}): test accuracy "
-                          f"{result[init_name]['test']['accuracy']:.3f} in {clock.elapsed():.1f}s")
-        results[task.name] = result
-    return results
+    return {"pretrained": pretrained_body} | ({"scratch": scratch_body} if scratch_baseline else {})
 
 
 def _summary(cfg: Config, run_name: str, run_dir: Path, tokenizer: Tokenizer, tokenizer_hash: str,

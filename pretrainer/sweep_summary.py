@@ -20,13 +20,14 @@ def sweep_table(jobs: list[dict[str, Any]]) -> str:
     """Markdown table; `jobs` holds {"job": number, "overrides": str, "summary": summary dict}."""
     tasks = list(dict.fromkeys(task for job in jobs for task in job["summary"].get("finetune", {})))
     header = ["job", "overrides", "eval loss", "tokens/s", "wall s"]
-    header += [f"{task} (pretrained / scratch)" for task in tasks]
+    header += [f"{task} (pretrained / scratch)" for task in tasks]  # test, the task's first metric
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for job in jobs:
         summary = job["summary"]
         pretrain = summary["pretrain"]
+        throughput = pretrain.get("tokens_per_s")  # absent for `pretrainer finetune` jobs
         cells = [str(job["job"]), job["overrides"] or "(defaults)", _number(pretrain.get("final_eval_loss")),
-                 f"{pretrain['tokens_per_s']:,.0f}", f"{summary['wall_time_s']:.0f}"]
+                 "—" if throughput is None else f"{throughput:,.0f}", f"{summary['wall_time_s']:.0f}"]
         for task in tasks:
             result = summary.get("finetune", {}).get(task, {})
             cells.append(f"{_score(result, 'pretrained')} / {_score(result, 'scratch')}")
@@ -74,8 +75,9 @@ def write_sweep_summary(sweep_dir: Path, jobs: list[dict[str, Any]],
 
 
 def _score(result: dict[str, Any], init: str) -> str:
-    """Test accuracy of one init, or a dash when it did not run."""
-    return _number(result.get(init, {}).get("test", {}).get("accuracy"))
+    """Test score (the task's first metric, mean over seeds) of one init, or a dash when it did not run."""
+    metric = result.get("metrics", ["accuracy"])[0]
+    return _number(result.get(init, {}).get("test", {}).get(metric))
 
 
 def _number(value: float | None) -> str:

@@ -208,3 +208,16 @@ def test_cli_plan_sweep_prints_one_table_without_training(tmp_path):
     base = json.loads((sweep / "1" / "plan.json").read_text())
     assert base["non_embedding_params"] > 80_000_000 and base["wall_time_s"] > 0
     assert not (sweep / "1" / "checkpoints").exists()
+
+
+def test_cli_export_writes_a_transformers_directory_or_names_the_differing_fields(compose_config, tmp_path):
+    pytest.importorskip("transformers")
+    run = tmp_path / "run"
+    train(compose_config("arch.norm_position=post", "data.num_documents=200", "finetune=none"), run)
+    exported = run_cli("export", str(run), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (run / "hf").iterdir()}
+    pre_ln = tmp_path / "pre"
+    train(compose_config("data.num_documents=200", "finetune=none"), pre_ln)
+    refused = run_cli("export", str(pre_ln), cwd=tmp_path)
+    assert refused.returncode == 2 and "arch.norm_position=pre" in refused.stderr

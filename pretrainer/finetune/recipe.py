@@ -1,23 +1,26 @@
-"""The fine-tuning recipe: AdamW, warmup + linear decay, pick the best epoch on dev.
+"""The fine-tuning recipe: AdamW, warmup + linear decay, the best epoch on dev, early
+stopping with patience.
 
 Pretrained and scratch runs of a task share everything (seed, data order, head init)
 except the body's starting weights, so their difference is what pretraining bought.
+Modes: `full` trains everything; `linear_probe` freezes the body (kept in eval mode) and
+trains the head only; `aux_lm` adds `aux_lm_weight` x the next-token loss on the input
+(GPT's fine-tuning objective).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pretrainer.config import FinetuneConfig
-from pretrainer.finetune.classifier import EncodedExamples, SequenceClassifier
-from pretrainer.finetune.metrics import PRIMARY_METRIC, classification_metrics
+from pretrainer.finetune.classifier import EncodedExamples, TaskModel, causal_lm_loss, flat_labels, task_loss
+from pretrainer.finetune.metrics import task_metrics
 from pretrainer.loggers import RunLogger
 from pretrainer.training.device import autocast
 from pretrainer.training.optim import build_adamw, build_schedule
@@ -26,10 +29,13 @@ from pretrainer.training.optim import build_adamw, build_schedule
 @dataclass
 class EncodedTask:
     name: str
-    num_labels: int
+    kind: str  # classification | regression | tagging
+    num_labels: int  # outputs of the head (1 for regression)
+    metrics: tuple[str, ...]  # the first picks the best epoch on dev
     train: EncodedExamples
     dev: EncodedExamples
     test: EncodedExamples
+    extra_eval: dict[str, EncodedExamples] = field(default_factory=dict)
 
 
 @dataclass
@@ -40,39 +46,51 @@ class FinetuneContext:
     logger: RunLogger
 
 
-def finetune(make_body: Callable[[], nn.Module], task: EncodedTask, cfg: FinetuneConfig,
-             ctx: FinetuneContext, init_name: str) -> dict[str, Any]:
-    """Train a classifier on `task.train`; returns dev/test metrics at the best dev epoch."""
-    torch.manual_seed(cfg.seed)
-    model = SequenceClassifier(make_body(), task.num_labels, cfg.pooling, cfg.dropout).to(ctx.device)
+def finetune(make_body: Callable[[], nn.Module], task: EncodedTask, cfg: FinetuneConfig, ctx: FinetuneContext,
+             init_name: str, seed: int) -> dict[str, Any]:
+    """Train on `task.train`; returns the metrics and predictions of every evaluation set at
+    the best dev epoch, the best epoch and how many epochs ran."""
+    torch.manual_seed(seed)
+    model = TaskModel(make_body(), task.kind, task.num_labels, cfg.pooling, cfg.dropout).to(ctx.device)
+    if cfg.mode == "linear_probe":
+        model.body.requires_grad_(False)
     steps_per_epoch = -(-len(task.train) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.999))
     scheduler = build_schedule(optimizer, "linear", max(1, int(cfg.warmup_ratio * total)), total, 0.0)
-    best: dict[str, Any] = {"dev": {PRIMARY_METRIC: -1.0}}
+    primary = task.metrics[0]
+    best: dict[str, Any] = {"dev": {primary: -np.inf}, "best_epoch": 0}
+    epoch = 0
     for epoch in range(1, cfg.epochs + 1):
-        train_loss = _train_epoch(model, task.train, cfg, ctx, optimizer, scheduler, epoch)
-        dev = evaluate(model, task.dev, task.num_labels, cfg.batch_size, ctx)
-        ctx.logger.log({"phase": "finetune", "task": task.name, "init": init_name, "step": epoch,
+        train_loss = _train_epoch(model, task, cfg, ctx, optimizer, scheduler, seed, epoch)
+        dev, dev_predictions = evaluate(model, task, task.dev, cfg.batch_size, ctx)
+        ctx.logger.log({"phase": "finetune", "task": task.name, "init": init_name, "seed": seed, "step": epoch,
                         "loss": train_loss, **{f"dev_{k}": v for k, v in dev.items()}})
-        if dev[PRIMARY_METRIC] > best["dev"][PRIMARY_METRIC]:
-            test = evaluate(model, task.test, task.num_labels, cfg.batch_size, ctx)
-            best = {"dev": dev, "test": test, "best_epoch": epoch}
-    return best
+        if dev[primary] > best["dev"][primary]:
+            best = {"dev": dev, "best_epoch": epoch, "predictions": {"dev": dev_predictions}}
+            for split, data in {"test": task.test, **task.extra_eval}.items():
+                best[split], best["predictions"][split] = evaluate(model, task, data, cfg.batch_size, ctx)
+        elif cfg.patience is not None and epoch - best["best_epoch"] >= cfg.patience:
+            break
+    return best | {"epochs_run": epoch}
 
 
-def _train_epoch(model: SequenceClassifier, data: EncodedExamples, cfg: FinetuneConfig, ctx: FinetuneContext,
+def _train_epoch(model: TaskModel, task: EncodedTask, cfg: FinetuneConfig, ctx: FinetuneContext,
                  optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                 epoch: int) -> float:
+                 seed: int, epoch: int) -> float:
     model.train()
-    order = np.random.default_rng([cfg.seed, epoch]).permutation(len(data))
+    if cfg.mode == "linear_probe":
+        model.body.eval()  # a frozen body: no dropout either
+    order = np.random.default_rng([seed, epoch]).permutation(len(task.train))
     losses = []
     for start in range(0, len(order), cfg.batch_size):
         rows = order[start : start + cfg.batch_size]
-        labels = torch.as_tensor(data.labels[rows], device=ctx.device)
+        inputs = task.train.batch(rows, ctx.pad_id, ctx.device)
         with autocast(ctx.device, ctx.bf16):
-            logits = model(*data.batch(rows, ctx.pad_id, ctx.device))
-        loss = F.cross_entropy(logits.float(), labels)
+            logits, hidden = model(*inputs)
+            loss = task_loss(task.kind, logits, task.train.label_batch(rows, task.kind, ctx.device))
+            if cfg.mode == "aux_lm":
+                loss = loss + cfg.aux_lm_weight * causal_lm_loss(model.body, hidden, inputs[0], ctx.pad_id)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -83,17 +101,28 @@ def _train_epoch(model: SequenceClassifier, data: EncodedExamples, cfg: Finetune
 
 
 @torch.no_grad()
-def predict(model: SequenceClassifier, data: EncodedExamples, batch_size: int, ctx: FinetuneContext) -> np.ndarray:
+def predict(model: TaskModel, task: EncodedTask, data: EncodedExamples, batch_size: int,
+            ctx: FinetuneContext) -> list:
+    """One prediction per example: a class id, a score, or (tagging) a tag per scored word."""
     model.eval()
-    predictions = []
+    predictions: list = []
     for start in range(0, len(data), batch_size):
         rows = range(start, min(start + batch_size, len(data)))
         with autocast(ctx.device, ctx.bf16):
-            logits = model(*data.batch(rows, ctx.pad_id, ctx.device))
-        predictions.append(logits.argmax(-1).cpu().numpy())
-    return np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
+            logits, _ = model(*data.batch(rows, ctx.pad_id, ctx.device))
+        if task.kind == "regression":
+            predictions.extend(logits.float().squeeze(-1).cpu().tolist())
+        elif task.kind == "tagging":
+            tags = logits.argmax(-1).cpu()
+            labels = data.label_batch(rows, task.kind, torch.device("cpu"))
+            predictions.extend(tags[row][labels[row] != -100].tolist() for row in range(len(rows)))
+        else:
+            predictions.extend(logits.argmax(-1).cpu().tolist())
+    return predictions
 
 
-def evaluate(model: SequenceClassifier, data: EncodedExamples, num_labels: int, batch_size: int,
-             ctx: FinetuneContext) -> dict[str, float]:
-    return classification_metrics(data.labels, predict(model, data, batch_size, ctx), num_labels)
+def evaluate(model: TaskModel, task: EncodedTask, data: EncodedExamples, batch_size: int,
+             ctx: FinetuneContext) -> tuple[dict[str, float], list]:
+    predictions = predict(model, task, data, batch_size, ctx)
+    flat = np.concatenate([np.asarray(p) for p in predictions]) if task.kind == "tagging" else np.asarray(predictions)
+    return task_metrics(task.metrics, flat_labels(data, task.kind), flat), predictions

@@ -1,0 +1,248 @@
+"""A downstream task from local files (finetune.source=files): one CSV, TSV or JSONL file per split.
+
+The format follows the extension: `.csv` (comma, RFC 4180 quoting), `.tsv` (tab, no quoting:
+a quote character is text, as in the original GLUE files) or `.jsonl` (an object per line).
+Files are read with the standard library, so any size works and there is nothing to install.
+Columns `text_a_column`, optional `text_b_column` (pairs) and `label_column` are mapped onto
+examples according to `task_type`:
+
+- classification: the label is a string (or a JSON integer) from `label_names`, or, when that
+  is empty, from the sorted labels seen in train (numerically sorted when all are integers);
+- regression: the label is a number;
+- tagging: the label holds one tag per word of text_a, space-separated (or a JSON list).
+
+Without `dev_file`, the dev set is `eval_size` examples carved from train (seeded). Every error
+names the file and line; empty texts are kept and counted in `TaskSplits.empty_texts`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pretrainer.config import FinetuneConfig
+from pretrainer.data.examples import LabeledExample, TaskSplits
+from pretrainer.finetune.sources import TaskDataError, count_empty_texts, split_train_indices
+
+DELIMITERS = {".csv": ",", ".tsv": "\t", ".jsonl": None}
+METRICS = {
+    "classification": ("accuracy", "macro_f1"),  # macro-F1 does not depend on which label is "positive"
+    "regression": ("pearson", "spearman"),
+    "tagging": ("accuracy", "macro_f1"),  # over words (flattened tags)
+}
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One record as read, before its label is checked against the label set."""
+
+    text_a: str
+    text_b: str | None
+    label: Any  # the label column's value: a string, or a JSON number or list
+    line: int  # line of the file (a CSV record spanning lines: its last line)
+
+
+def load_file_task(name: str, cfg: FinetuneConfig) -> TaskSplits:
+    """The task `name` from `cfg.train_file`, `cfg.dev_file` (optional) and `cfg.test_file`."""
+    if not cfg.train_file or not cfg.test_file:
+        raise TaskDataError("finetune.source=files needs finetune.train_file and finetune.test_file")
+    train_path = _checked_path("finetune.train_file", cfg.train_file)
+    test_path = _checked_path("finetune.test_file", cfg.test_file)
+    dev_path = _checked_path("finetune.dev_file", cfg.dev_file) if cfg.dev_file else None
+
+    train_rows = read_rows(train_path, cfg)
+    label_names = _label_set(cfg, train_rows, train_path)
+    convert = _label_converter(cfg, label_names)
+
+    train = _examples(train_rows, train_path, convert)  # all rows: the whole file is checked
+    carve = 0 if dev_path else cfg.eval_size
+    train_ids, dev_ids = split_train_indices(len(train), carve, cfg.train_size, cfg.seed, str(train_path),
+                                             hint=" or give finetune.dev_file")
+    dev = _examples(read_rows(dev_path, cfg), dev_path, convert) if dev_path else [train[i] for i in dev_ids]
+    task = TaskSplits(
+        name=name,
+        label_names=label_names,
+        train=[train[i] for i in train_ids],
+        dev=dev,
+        test=_examples(read_rows(test_path, cfg), test_path, convert),
+        description=f"{name}: {cfg.task_type} from {train_path.name}",
+        kind=cfg.task_type,
+        metrics=METRICS[cfg.task_type],
+    )
+    task.empty_texts = count_empty_texts(task)
+    return task
+
+
+def _checked_path(field_name: str, value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise TaskDataError(f"{field_name}: {path} is not a file")
+    if path.suffix.lower() not in DELIMITERS:
+        raise TaskDataError(f"{field_name}: {path} must end in {', '.join(DELIMITERS)} (the format follows it)")
+    return path
+
+
+# Reading ---------------------------------------------------------------------------------------
+
+
+def read_rows(path: Path, cfg: FinetuneConfig) -> list[RawRow]:
+    """Every record of one split file, its columns picked by the config."""
+    columns = [cfg.text_a_column, cfg.label_column] + ([cfg.text_b_column] if cfg.text_b_column else [])
+    delimiter = DELIMITERS[path.suffix.lower()]
+    records = _jsonl_records(path, columns) if delimiter is None else _delimited_records(path, delimiter, columns)
+    rows = []
+    for line, record in records:
+        text_b = _text(record[cfg.text_b_column], path, line, cfg.text_b_column) if cfg.text_b_column else None
+        rows.append(RawRow(_text(record[cfg.text_a_column], path, line, cfg.text_a_column), text_b,
+                           record[cfg.label_column], line))
+    return rows
+
+
+def _delimited_records(path: Path, delimiter: str, columns: list[str]) -> Iterator[tuple[int, dict]]:
+    """CSV / TSV records with a header row; a row with too few or too many fields is an error."""
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    with open(path, encoding="utf-8-sig", newline="") as handle:  # -sig: a spreadsheet's byte-order mark
+        reader = csv.DictReader(handle, delimiter=delimiter, quoting=quoting)
+        header = reader.fieldnames
+        if not header:
+            raise TaskDataError(f"{path}: empty file (a header row naming the columns comes first)")
+        _check_columns(path, None, columns, header)
+        for record in reader:
+            if None in record or None in record.values():
+                raise TaskDataError(f"{path}:{reader.line_num}: {_field_count(record)} fields where the header "
+                                    f"has {len(header)}")
+            yield reader.line_num, record
+
+
+def _field_count(record: dict) -> int:
+    extra = record.get(None) or []
+    return sum(value is not None for key, value in record.items() if key is not None) + len(extra)
+
+
+def _jsonl_records(path: Path, columns: list[str]) -> Iterator[tuple[int, dict]]:
+    """One JSON object per non-blank line."""
+    with open(path, encoding="utf-8-sig") as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise TaskDataError(f"{path}:{line}: invalid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise TaskDataError(f"{path}:{line}: a JSON object is expected, got {type(record).__name__}")
+            _check_columns(path, line, columns, list(record))
+            yield line, record
+
+
+def _check_columns(path: Path, line: int | None, needed: list[str], available: list[str]) -> None:
+    missing = [column for column in needed if column not in available]
+    if missing:
+        place = f"{path}:{line}" if line is not None else str(path)
+        raise TaskDataError(f"{place}: no column {missing[0]!r} (columns: {', '.join(available)}); "
+                            "map the columns with finetune.text_a_column / text_b_column / label_column")
+
+
+def _text(value: Any, path: Path, line: int, column: str) -> str:
+    """A text field; JSON null reads as the empty text (counted, not dropped)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TaskDataError(f"{path}:{line}: column {column!r} holds {type(value).__name__} {value!r}, not text")
+    return value
+
+
+# Labels ----------------------------------------------------------------------------------------
+
+
+def _label_set(cfg: FinetuneConfig, train_rows: list[RawRow], train_path: Path) -> list[str]:
+    """Class or tag names: `label_names` when given, else those seen in train; regression: the column."""
+    if cfg.task_type == "regression":
+        return [cfg.label_column]
+    if cfg.label_names:
+        return [str(name) for name in cfg.label_names]
+    seen: set[str] = set()
+    for row in train_rows:
+        keys = _tags(row, train_path) if cfg.task_type == "tagging" else [_class_key(row.label, train_path, row.line)]
+        seen.update(keys)
+    return sorted(seen, key=int) if seen and all(_is_integer(key) for key in seen) else sorted(seen)
+
+
+def _is_integer(key: str) -> bool:
+    try:
+        int(key)
+    except ValueError:
+        return False
+    return True
+
+
+def _label_converter(cfg: FinetuneConfig, label_names: list[str]) -> Callable[[RawRow, Path], Any]:
+    """(row, path) -> the example's label, raising an error that names the file and line."""
+    index = {name: i for i, name in enumerate(label_names)}
+    valid = ", ".join(label_names)
+
+    def class_id(key: str, path: Path, line: int) -> int:
+        if key not in index:
+            origin = "finetune.label_names" if cfg.label_names else f"the labels of {cfg.train_file}"
+            raise TaskDataError(f"{path}:{line}: label {key!r} is not one of {origin}: {valid}")
+        return index[key]
+
+    def classification(row: RawRow, path: Path) -> int:
+        return class_id(_class_key(row.label, path, row.line), path, row.line)
+
+    def regression(row: RawRow, path: Path) -> float:
+        return _score(row.label, path, row.line, cfg.label_column)
+
+    def tagging(row: RawRow, path: Path) -> tuple[int, ...]:
+        tags = _tags(row, path)
+        words = row.text_a.split()
+        if len(tags) != len(words):
+            raise TaskDataError(f"{path}:{row.line}: {len(tags)} tags in column {cfg.label_column!r} for "
+                                f"{len(words)} words in column {cfg.text_a_column!r}")
+        return tuple(class_id(tag, path, row.line) for tag in tags)
+
+    return {"classification": classification, "regression": regression, "tagging": tagging}[cfg.task_type]
+
+
+def _class_key(value: Any, path: Path, line: int) -> str:
+    """A class label as its name: strings stripped, JSON integers as their digits."""
+    key = value.strip() if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        key = str(value)
+    if key:
+        return key
+    if key == "":
+        raise TaskDataError(f"{path}:{line}: empty label")
+    raise TaskDataError(f"{path}:{line}: label {value!r} is not a class name (a string or an integer)")
+
+
+def _tags(row: RawRow, path: Path) -> list[str]:
+    if isinstance(row.label, str):
+        return row.label.split()
+    if isinstance(row.label, list):
+        return [_class_key(tag, path, row.line) for tag in row.label]
+    raise TaskDataError(f"{path}:{row.line}: tags must be space-separated text or a list, got {row.label!r}")
+
+
+def _score(value: Any, path: Path, line: int, column: str) -> float:
+    """A finite regression target from a number or numeric text."""
+    score = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        score = float(value)
+    elif isinstance(value, str):
+        try:
+            score = float(value)  # surrounding whitespace is accepted
+        except ValueError:
+            pass
+    if not math.isfinite(score):
+        raise TaskDataError(f"{path}:{line}: label {value!r} in column {column!r} is not a number")
+    return score
+
+
+def _examples(rows: list[RawRow], path: Path, convert: Callable[[RawRow, Path], Any]) -> list[LabeledExample]:
+    return [LabeledExample(row.text_a, convert(row, path), row.text_b) for row in rows]

@@ -1,0 +1,118 @@
+"""`finetune_checkpoint(cfg, run_dir)`: fine-tune an existing pretrained body without
+pretraining again (`pretrainer finetune init=RUN_DIR_OR_CHECKPOINT finetune=...`).
+
+The architecture and tokenizer come from the checkpoint's run (its resolved config and
+`tokenizer/tokenizer.json`, checked against the fingerprint the checkpoint recorded), so
+the command line chooses only the tasks and the recipe. `init` may also be a local
+Hugging Face directory (BERT, GPT-2, T5 with a `tokenizer.json`): its weights are
+imported into our body (`pretrainer.interop`), so published checkpoints are fine-tuned
+by the same recipe and land in the same kind of summary as our own runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+from pretrainer.config import ArchConfig, Config, ConfigError
+from pretrainer.finetune.recipe import FinetuneContext
+from pretrainer.finetune.run import finetune_all
+from pretrainer.hashing import write_text_atomic
+from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table, write_summary
+from pretrainer.tokenization import tokenizer_fingerprint
+from pretrainer.training.checkpoint import body_state_dict, load_checkpoint
+from pretrainer.training.device import resolve_device, use_bf16
+
+
+def resolve_init(init: str) -> tuple[Path, Path]:
+    """(checkpoint file, its run dir) from a run dir or a checkpoint path."""
+    path = Path(init).expanduser()
+    checkpoint = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    if not checkpoint.is_file():
+        raise ConfigError(f"init={init}: no checkpoint at {checkpoint} (give a run dir or a .pt checkpoint)")
+    return checkpoint, checkpoint.parent.parent
+
+
+def finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    if not cfg.init:
+        raise ConfigError("pretrainer finetune needs init=<run dir or checkpoint>")
+    clock = Stopwatch()
+    source = _load_init(cfg.init)
+    tokenizer, arch = source.tokenizer, source.arch
+    if cfg.finetune.max_length > arch.max_len and arch.positions == "learned":
+        raise ConfigError(f"finetune.max_length={cfg.finetune.max_length} exceeds the checkpoint's "
+                          f"arch.max_len={arch.max_len}")
+    device = resolve_device(cfg.trainer.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
+    logger = RunLogger(run_dir, cfg.logger, cfg.run_name or run_dir.name, asdict(cfg))
+    try:
+        from pretrainer.pipeline import body_inits
+
+        context = FinetuneContext(device, use_bf16(cfg.trainer.precision, device), _pad_id(tokenizer), logger)
+        inits = body_inits(arch, source.vocab_size, source.body_state, cfg.finetune.scratch_baseline)
+        info(f"fine-tuning {source.path} ({arch.name})")
+        results = finetune_all(cfg.finetune, tokenizer, inits, context, run_dir)
+        summary = {"run_name": cfg.run_name or run_dir.name, "run_dir": str(run_dir), "init": str(source.path),
+                   "choices": {"arch": arch.name, **source.choices}, "pretrain": {}, "finetune": results,
+                   "wall_time_s": clock.elapsed()}
+        write_summary(run_dir, summary, logger)
+    finally:
+        logger.close()
+    print_results_table(summary)
+    return summary
+
+
+@dataclass
+class InitSource:
+    path: Path
+    arch: ArchConfig
+    tokenizer: Tokenizer
+    body_state: dict[str, torch.Tensor]
+    vocab_size: int
+    choices: dict[str, str]  # objective / tokenizer the body was pretrained with, when known
+
+
+def _load_init(init: str) -> InitSource:
+    path = Path(init).expanduser()
+    if (path / "config.json").is_file():  # a Hugging Face model directory
+        from pretrainer.interop import load_hf_model
+
+        try:
+            imported = load_hf_model(path)
+        except (ValueError, ImportError) as error:
+            raise ConfigError(f"init={init}: {error}") from error
+        if not (path / "tokenizer.json").is_file():
+            raise ConfigError(f"init={init}: the Hugging Face directory has no tokenizer.json")
+        state = imported.body.state_dict()
+        return InitSource(path, imported.arch, Tokenizer.from_file(str(path / "tokenizer.json")), state,
+                          state["tok_emb.weight"].shape[0], {"objective": "imported", "tokenizer": "imported"})
+    checkpoint_path, source_run = resolve_init(init)
+    payload = load_checkpoint(checkpoint_path)
+    tokenizer = _checked_tokenizer(source_run, payload)
+    state = body_state_dict(payload)
+    return InitSource(checkpoint_path, ArchConfig(**payload["config"]["arch"]), tokenizer, state,
+                      state["tok_emb.weight"].shape[0], {"objective": payload["config"]["objective"]["name"],
+                                                         "tokenizer": payload["config"]["tokenizer"]["name"]})
+
+
+def _pad_id(tokenizer: Tokenizer) -> int:
+    """Our tokenizers put [PAD] at 0; an imported one may call it <pad>."""
+    for token in ("[PAD]", "<pad>"):
+        if (found := tokenizer.token_to_id(token)) is not None:
+            return found
+    return 0
+
+
+def _checked_tokenizer(source_run: Path, payload: dict[str, Any]) -> Tokenizer:
+    path = source_run / "tokenizer" / "tokenizer.json"
+    if not path.is_file():
+        raise ConfigError(f"the checkpoint's run has no tokenizer at {path}")
+    tokenizer = Tokenizer.from_file(str(path))
+    if tokenizer_fingerprint(tokenizer) != payload.get("tokenizer_fingerprint"):
+        raise ConfigError(f"{path} is not the tokenizer the checkpoint was trained with (fingerprint mismatch)")
+    return tokenizer

@@ -1,0 +1,88 @@
+"""Fine-tune every configured task from the pretrained body (and from scratch), once per
+seed, and aggregate: per task and init, the mean and std over seeds of each metric on
+dev, test and any extra set; each seed's result; the chance level. Predictions of the
+best epoch go to `<run dir>/predictions/<task>/<init>/seed<k>/<split>.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+from torch import nn
+
+from pretrainer.config import FinetuneConfig
+from pretrainer.data.examples import TaskSplits
+from pretrainer.finetune.classifier import EncodedExamples, encode_examples
+from pretrainer.finetune.recipe import EncodedTask, FinetuneContext, finetune
+from pretrainer.finetune.tasks import chance_score, load_tasks
+from pretrainer.hashing import write_text_atomic
+from pretrainer.loggers import Stopwatch, info
+
+BodyFactory = Callable[[], nn.Module]
+
+
+def finetune_all(cfg: FinetuneConfig, tokenizer: Tokenizer, inits: dict[str, BodyFactory], ctx: FinetuneContext,
+                 run_dir: Path) -> dict[str, Any]:
+    """`inits` maps an init name ("pretrained", "scratch") to a function building that body."""
+    results: dict[str, Any] = {}
+    for task in load_tasks(cfg):
+        encoded = encode_task(task, tokenizer, cfg.max_length)
+        result: dict[str, Any] = {"kind": task.kind, "metrics": list(task.metrics), "num_labels": task.num_labels,
+                                  "chance": chance_score(task), "train_size": len(task.train),
+                                  "empty_texts": task.empty_texts}
+        if task.empty_texts:
+            info(f"{task.name}: {task.empty_texts} example(s) with an empty text (kept)")
+        for init_name, make_body in inits.items():
+            runs = []
+            for seed in cfg.run_seeds():
+                clock = Stopwatch()
+                run = finetune(make_body, encoded, cfg, ctx, init_name, seed)
+                run["wall_time_s"] = clock.elapsed()
+                if cfg.save_predictions:
+                    _write_predictions(run_dir / "predictions" / task.name / init_name / f"seed{seed}",
+                                       run.pop("predictions"), encoded)
+                run.pop("predictions", None)
+                runs.append(run | {"seed": seed})
+                info(f"fine-tuned {task.name} ({init_name}, seed {seed}): test {task.metrics[0]} "
+                     f"{run['test'][task.metrics[0]]:.3f} in {clock.elapsed():.1f}s")
+            result[init_name] = aggregate(runs)
+        results[task.name] = result
+    return results
+
+
+def encode_task(task: TaskSplits, tokenizer: Tokenizer, max_length: int) -> EncodedTask:
+    def encode(examples) -> EncodedExamples:
+        return encode_examples(tokenizer, examples, max_length, task.kind)
+
+    return EncodedTask(task.name, task.kind, task.num_labels, tuple(task.metrics), encode(task.train),
+                       encode(task.dev), encode(task.test), {k: encode(v) for k, v in task.extra_eval.items()})
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over seeds under the split's name (so one seed reads as before), std under `<split>_std`."""
+    out: dict[str, Any] = {"seeds": runs, "best_epoch": runs[0]["best_epoch"],
+                           "wall_time_s": float(sum(r["wall_time_s"] for r in runs))}
+    for split in [key for key, value in runs[0].items() if isinstance(value, dict)]:
+        out[split] = {m: float(np.mean([r[split][m] for r in runs])) for m in runs[0][split]}
+        out[f"{split}_std"] = {m: float(np.std([r[split][m] for r in runs], ddof=1)) if len(runs) > 1 else 0.0
+                               for m in runs[0][split]}
+    return out
+
+
+def _write_predictions(directory: Path, predictions: dict[str, list], task: EncodedTask) -> None:
+    sets = {"dev": task.dev, "test": task.test, **task.extra_eval}
+    for split, values in predictions.items():
+        data = sets[split]
+        lines = [json.dumps({"index": i, "text": data.texts[i], "label": _plain(data, i, task.kind), "prediction": p})
+                 for i, p in enumerate(values)]
+        write_text_atomic(directory / f"{split}.jsonl", "\n".join(lines) + "\n")
+
+
+def _plain(data: EncodedExamples, index: int, kind: str):
+    label = data.labels[index]
+    return [t for t in label if t != -100] if kind == "tagging" else label

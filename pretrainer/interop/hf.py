@@ -1,0 +1,148 @@
+"""Export a run to a Hugging Face `transformers` directory, and import one into our models.
+
+The standard variants map one to one, weight for weight:
+    arch=encoder, post-LN, LayerNorm, learned positions, GELU, biases, MLM head -> BertForMaskedLM
+    arch=decoder, pre-LN, LayerNorm, learned positions, GELU, biases           -> GPT2LMHeadModel
+    arch=encoder_decoder, pre-LN, RMSNorm, T5 relative bias, no biases         -> T5ForConditionalGeneration
+Anything else is refused with the fields that differ. The per-family weight tables live
+in `bert.py`, `gpt2.py` and `t5.py`; the equality of logits is checked in tests/test_interop.py.
+`transformers` stays optional (`pip install pretrainer[hf]`): it is imported when called.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from pretrainer.config import ArchConfig
+from pretrainer.interop import bert, gpt2, t5
+from pretrainer.models import LMHead, build_body
+from pretrainer.tokenization import SpecialIds
+from pretrainer.tokenization.special import CLS, MASK, PAD, SEP, UNK
+from pretrainer.training.checkpoint import body_state_dict, load_checkpoint
+
+EXPORTERS = {"encoder": bert, "decoder": gpt2, "encoder_decoder": t5}  # by arch.name
+IMPORTERS = {"bert": bert, "gpt2": gpt2, "t5": t5}  # by the HF config's model_type
+
+
+class HFImport(NamedTuple):
+    arch: ArchConfig
+    body: nn.Module  # TransformerBody or EncoderDecoder, in eval mode
+    head_state: dict[str, torch.Tensor] | None  # an `LMHead` state dict; None: the checkpoint has no LM head
+    dropped: tuple[str, ...]  # HF weights without a counterpart in ours (e.g. BERT's pooler)
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as error:  # an optional dependency
+        raise ImportError("Hugging Face interop needs transformers: pip install 'pretrainer[hf]'") from error
+    return transformers
+
+
+# ---- export ----------------------------------------------------------------------------------------------------
+
+
+def export_hf(run_dir: Path, out_dir: Path) -> Path:
+    """Write `run_dir`'s last checkpoint as a transformers model directory (config.json,
+    model.safetensors, tokenizer.json, tokenizer_config.json) in `out_dir`; returns `out_dir`.
+    Raises ValueError naming each arch field that the target model cannot represent."""
+    from safetensors.torch import save_file
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    payload = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    arch = arch_from_dict(payload["config"]["arch"])
+    objective = payload["config"]["objective"]["name"]
+    family = EXPORTERS[arch.name]
+    body, head = body_state_dict(payload), head_state_dict(payload)
+    problems = family.export_problems(arch, head, objective)
+    if problems:
+        raise ValueError(f"cannot export {run_dir} as {family.MODEL}: " + "; ".join(problems))
+    tokenizer_file = run_dir / "tokenizer" / "tokenizer.json"
+    special = special_ids(tokenizer_file)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab_size = body["tok_emb.weight"].shape[0]
+    _write_json(out_dir / "config.json", family.hf_config(arch, vocab_size, special))
+    save_file(family.export_state(arch, body, head), str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    shutil.copyfile(tokenizer_file, out_dir / "tokenizer.json")
+    _write_json(out_dir / "tokenizer_config.json", tokenizer_config(arch.max_len))
+    return out_dir
+
+
+def arch_from_dict(raw: dict[str, Any]) -> ArchConfig:
+    """The checkpoint's `config["arch"]` -> ArchConfig (fields unknown to this version ignored)."""
+    return ArchConfig(**{f.name: raw[f.name] for f in fields(ArchConfig) if f.name in raw})
+
+
+def head_state_dict(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The objective's LM head weights (`objective.head.*`), as an `LMHead` state dict."""
+    prefix = "objective.head."
+    return {k[len(prefix):]: v for k, v in payload["model"].items() if k.startswith(prefix)}
+
+
+def special_ids(tokenizer_file: Path) -> SpecialIds:
+    from tokenizers import Tokenizer
+
+    if not tokenizer_file.is_file():
+        raise FileNotFoundError(f"{tokenizer_file} not found: the export ships the run's tokenizer")
+    return SpecialIds.of(Tokenizer.from_file(str(tokenizer_file)))
+
+
+def tokenizer_config(max_len: int) -> dict:
+    """Lets `AutoTokenizer.from_pretrained` load tokenizer.json with our special tokens."""
+    return {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_len, "pad_token": PAD,
+            "unk_token": UNK, "cls_token": CLS, "sep_token": SEP, "mask_token": MASK, "bos_token": CLS,
+            "eos_token": SEP}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+# ---- import ----------------------------------------------------------------------------------------------------
+
+
+def load_hf_model(hf_dir: Path) -> HFImport:
+    """Build our body (and LM head weights) from a local transformers directory holding a
+    BertForMaskedLM / BertModel, GPT2LMHeadModel / GPT2Model or T5ForConditionalGeneration /
+    T5Model; never touches the network. Raises ValueError for other models and options."""
+    hf_dir = Path(hf_dir)
+    if not hf_dir.is_dir():
+        raise FileNotFoundError(f"{hf_dir} is not a local model directory")
+    transformers = _transformers()
+    config = transformers.AutoConfig.from_pretrained(str(hf_dir), local_files_only=True)
+    family = IMPORTERS.get(config.model_type)
+    if family is None:
+        raise ValueError(f"cannot import {hf_dir}: model_type={config.model_type} is not supported "
+                         f"(supported: {', '.join(IMPORTERS)})")
+    problems = family.import_problems(config)
+    if problems:
+        raise ValueError(f"cannot import {hf_dir} ({config.model_type}): " + "; ".join(problems))
+
+    model_class = getattr(transformers, family.hf_class(config))
+    model = model_class.from_pretrained(str(hf_dir), local_files_only=True).float()
+    state = model.state_dict()
+    prefix = "" if model.base_model is model else f"{model.base_model_prefix}."
+    arch, body_state, head_state, used = family.import_state(model.config, state, prefix)
+
+    body = build_body(arch, body_state["tok_emb.weight"].shape[0])
+    body.load_state_dict(body_state)  # strict: every one of our weights comes from the checkpoint
+    return HFImport(arch, body.eval(), head_state, tuple(sorted(set(state) - used)))
+
+
+def build_lm_head(imported: HFImport) -> LMHead:
+    """Our LM head with the imported weights, sharing the body's embedding when tied."""
+    state, arch = imported.head_state, imported.arch
+    if state is None:
+        raise ValueError("the imported checkpoint has no LM head (a base model: BertModel, GPT2Model or T5Model)")
+    head = LMHead(imported.body.tok_emb, transform="transform.0.weight" in state, tied=arch.tie_embeddings,
+                  init_std=arch.init_std, bias="bias" in state, norm_eps=arch.norm_eps)
+    head.load_state_dict(state)
+    return head.eval()
