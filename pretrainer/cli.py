@@ -31,7 +31,7 @@ commands:
   export     write a run as a Hugging Face transformers model: pretrainer export RUN_DIR [--out DIR]
 
 examples:
-  pretrainer train                                  # the embedded demo: MLM encoder, 4 tasks
+  pretrainer train                                  # the embedded demo: MLM encoder, 5 tasks
   pretrainer train objective=clm arch=decoder       # the GPT-style counterpart
   pretrainer train -m objective=mlm,clm,t5_span     # sweep; each objective picks its architecture
   pretrainer train objective=t5_span arch=encoder   # fails fast: names the compatible architectures

@@ -141,7 +141,10 @@ def test_names_are_rare():
 
 # --- all tasks -------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", TASK_NAMES)
+CLASSIFICATION_TASKS = [name for name in TASK_NAMES if name != "tagging"]  # tagging: tested on its own below
+
+
+@pytest.mark.parametrize("name", CLASSIFICATION_TASKS)
 def test_split_sizes_and_exact_balance(tasks, name):
     task = tasks[name]
     assert (len(task.train), len(task.dev), len(task.test)) == (TRAIN, EVAL, EVAL)
@@ -156,7 +159,7 @@ def test_split_sizes_and_exact_balance(tasks, name):
     assert task.is_pair_task == (name == "entailment")
 
 
-@pytest.mark.parametrize("name", TASK_NAMES)
+@pytest.mark.parametrize("name", CLASSIFICATION_TASKS)
 def test_task_sentences_disjoint_from_corpus_and_splits(tasks, corpus, name):
     corpus_sentences = {s for doc in corpus for s in sentences(doc)}
     assert not any(is_reserved(s) for s in corpus_sentences)
@@ -311,3 +314,30 @@ def test_unknown_task_lists_valid_names():
         with pytest.raises(ValueError) as info:
             call()
         assert all(name in str(info.value) for name in TASK_NAMES)
+
+
+def test_tagging_task_tags_every_word_by_its_grammatical_role():
+    from pretrainer.data.synthetic import generate_task
+    from pretrainer.data.synthetic.grammar import is_reserved
+
+    task = generate_task("tagging", 0, 300, 50)
+    assert task.kind == "tagging" and task.num_labels == 12
+    assert generate_task("tagging", 0, 300, 50).train == task.train  # same seed, same task
+    names = task.label_names
+    tags_seen = set()
+    for example in task.train + task.dev + task.test:
+        words, tags = example.text_a.split(), [names[i] for i in example.label]
+        assert len(words) == len(tags) and words[-1] == "." and tags[-1] == "PUNCT"
+        rendered = " ".join(words[:-1]) + "."
+        assert is_reserved(rendered[0].upper() + rendered[1:])  # the rendered sentence is never a corpus sentence
+        for i, (word, tag) in enumerate(zip(words, tags, strict=True)):
+            if word.lower() in ("the", "a", "an", "every", "these", "those", "some"):
+                assert tag == "DET", example.text_a
+            if word in ("did", "does", "do"):
+                assert tag == "AUX" and tags[i + 1] == "PART" and tags[i + 2] == "VERB"
+            if word in ("was", "were", "is", "are"):
+                assert tag == "AUX"
+        tags_seen.update(tags)
+    assert tags_seen == set(names)  # every tag occurs
+    texts = [ex.text_a for ex in task.train + task.dev + task.test]
+    assert len(set(texts)) == len(texts)  # splits are disjoint

@@ -22,9 +22,8 @@ def load_tasks(cfg: FinetuneConfig) -> list[TaskSplits]:
     from pretrainer.data.synthetic import generate_task
 
     tasks = [generate_task(name, cfg.seed, cfg.train_size or 200, cfg.eval_size) for name in cfg.tasks]
-    for task in tasks:
-        if task.kind == "classification":  # macro-F1 too where accuracy alone hides a neglected class
-            task.metrics = ("accuracy", "macro_f1") if task.num_labels > 2 else ("accuracy",)
+    for task in tasks:  # macro-F1 too where accuracy alone hides a neglected class
+        task.metrics = ("accuracy", "macro_f1") if task.num_labels > 2 else ("accuracy",)
     return tasks
 
 

@@ -1,4 +1,4 @@
-"""The four downstream classification tasks and their registry.
+"""The downstream tasks and their registry: four classification tasks and tagging.
 
 All tasks are balanced by construction, so the majority-class accuracy
 (`chance_level`) is 1/num_labels:
@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..examples import LabeledExample, TaskSplits
-from . import agreement, entailment
+from . import agreement, entailment, tagging
 from .grammar import SentenceMaker, render
 from .splits import build_splits
 from .topic_words import TOPICS
 
-TASK_NAMES = ("topic", "sentiment", "agreement", "entailment")
+TASK_NAMES = ("topic", "sentiment", "agreement", "entailment", "tagging")
 MIN_TOPIC_WORDS = 2  # content words from the labelled topic in every sentence
 _FIND = ("find", "finds", "found", "finding")
 
@@ -106,7 +106,9 @@ _TASKS = {
     "agreement": (agreement.LABEL_NAMES, agreement.DESCRIPTION, agreement.agreement_splits),
     "entailment": (entailment.LABEL_NAMES, entailment.DESCRIPTION,
                    entailment.entailment_splits),
+    "tagging": (tagging.TAGS, tagging.DESCRIPTION, _simple("tagging", range(len(TOPICS)), tagging.make_tagging)),
 }
+TASK_KINDS = {"tagging": "tagging"}  # the rest are sequence classification
 
 
 def _check_name(name: str) -> None:
@@ -123,11 +125,12 @@ def generate_task(name: str, seed: int, train_size: int, eval_size: int) -> Task
         name=name, label_names=list(label_names),
         train=[ex for ex, _ in splits["train"]], dev=[ex for ex, _ in splits["dev"]],
         test=[ex for ex, _ in splits["test"]], description=description,
+        kind=TASK_KINDS.get(name, "classification"),
     )
 
 
 def chance_level(name: str) -> float:
-    """Accuracy of always predicting the majority class: 1/num_labels, since
-    every task is balanced by construction."""
+    """Accuracy of always predicting the majority class: 1/num_labels, since every
+    classification task is balanced by construction (tagging: see `chance_score`)."""
     _check_name(name)
     return 1.0 / len(_TASKS[name][0])
