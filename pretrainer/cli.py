@@ -3,6 +3,9 @@ library. The only module that imports Hydra."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import sys
 import traceback
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pretrainer.config import Config, ConfigError, reject_unknown_fields
+from pretrainer.provenance import completed_with
 from pretrainer.sweep_summary import plan_table, sweep_table, tokenizer_table, write_sweep_summary
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -29,6 +33,7 @@ commands:
   plan       parameters, FLOPs, tokens, activation memory and expected wall time, without training
   finetune   fine-tune an existing checkpoint: pretrainer finetune init=<run dir, checkpoint or HF dir> [finetune=...]
   export     write a run as a Hugging Face transformers model: pretrainer export RUN_DIR [--out DIR]
+  reproduce  re-run a run from its manifest into a new dir and compare: pretrainer reproduce RUN_DIR
 
 examples:
   pretrainer train                                  # the embedded demo: MLM encoder, 5 tasks
@@ -95,11 +100,25 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+SWEEP_SIZE: list[int] = []  # number of jobs of the running sweep, counted from its command line
+
+
 def run_job(command: Command, cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        print(f"pretrainer: {_job_label(hydra_cfg)}", flush=True)
     try:
         typed = to_config(cfg)
-        summary = command.run(typed, Path(hydra_cfg.runtime.output_dir))
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            typed = _as_sweep_job(typed, hydra_cfg)
+            if command.run is _train and completed_with(run_dir, typed):
+                summary = json.loads((run_dir / "summary.json").read_text())
+                print(f"pretrainer: already completed in {run_dir} (same config): skipped")
+            else:
+                summary = command.run(typed, run_dir)
+        else:
+            summary = command.run(typed, run_dir)
         if hydra_cfg.mode == RunMode.MULTIRUN:
             SWEEP_JOBS.append({"job": hydra_cfg.job.num, "overrides": hydra_cfg.job.override_dirname,
                                "summary": summary})
@@ -118,7 +137,38 @@ def run_job(command: Command, cfg: DictConfig) -> None:
         FAILED_JOBS.append(job)
 
 
+def _job_label(hydra_cfg) -> str:
+    total = f" of {SWEEP_SIZE[0]}" if SWEEP_SIZE else ""
+    return f"job {hydra_cfg.job.num + 1}{total} ({hydra_cfg.job.override_dirname or 'defaults'})"
+
+
+def _as_sweep_job(cfg: Config, hydra_cfg) -> Config:
+    """Groups the job's wandb run under the sweep (named by its overrides, as every run)."""
+    if cfg.logger.group is None:
+        cfg.logger.group = Path(hydra_cfg.sweep.dir).name
+    return cfg
+
+
+def sweep_size(args: list[str]) -> int:
+    """Jobs a `-m` command line expands to: the product of each sweep override's choices."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    return math.prod(len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1 for o in overrides)
+
+
+def stable_sweep_dir(name: str, args: list[str]) -> str:
+    """`multirun/<command>-<hash of the overrides>`: the same sweep command lands in the same
+    directory, so a re-run finds (and skips) the jobs that already completed."""
+    key = " ".join(sorted(a for a in args if not a.startswith("-")))
+    return f"hydra.sweep.dir=multirun/{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
 def run_hydra(name: str, args: list[str]) -> None:
+    if any(a in ("-m", "--multirun") for a in args):
+        SWEEP_SIZE[:] = [sweep_size(args)]
+        if not any(a.startswith("hydra.sweep.dir=") for a in args):
+            args = [*args, stable_sweep_dir(name, args)]
     sys.argv = [f"pretrainer {name}", *args]
     command = COMMANDS[name]
     job = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
@@ -153,18 +203,52 @@ def export_command(args: list[str]) -> None:
     print(f"wrote {out}")
 
 
+def config_from_dict(values: dict) -> Config:
+    """A typed config from a resolved one (a manifest's), validated like a composed one."""
+    typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), values))
+    reject_unknown_fields(typed)
+    return typed
+
+
+def reproduce_command(args: list[str]) -> None:
+    """`pretrainer reproduce RUN_DIR [--out DIR]`: re-run a run from its manifest and compare."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="pretrainer reproduce", description="Re-run a run from its manifest "
+                                     "into a new dir and compare the results.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="where to re-run (default: RUN_DIR-reproduced)")
+    parsed = parser.parse_args(args)
+    from pretrainer.provenance import read_manifest, reproduce_run
+
+    try:
+        cfg = config_from_dict(read_manifest(parsed.run_dir)["config"])
+    except (FileNotFoundError, ConfigError) as error:
+        print(f"pretrainer reproduce: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    out = parsed.out or parsed.run_dir.with_name(parsed.run_dir.name + "-reproduced")
+    problems, exact = reproduce_run(cfg, parsed.run_dir, out)
+    rule = "identical (same hardware and package versions)" if exact else "within tolerance (different machine)"
+    if problems:
+        print(f"pretrainer reproduce: {len(problems)} result(s) differ; required: {rule}", file=sys.stderr)
+        for problem in problems[:50]:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(1)
+    print(f"reproduced {parsed.run_dir} in {out}: results {rule}")
+
+
 def main() -> None:
     args = sys.argv[1:]
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
     command, rest = args[0], args[1:]
-    if command == "export":
-        export_command(rest)
+    if command in ("export", "reproduce"):
+        {"export": export_command, "reproduce": reproduce_command}[command](rest)
         return
     if command not in COMMANDS:
-        print(f"pretrainer: unknown command {command!r}; commands: {', '.join([*COMMANDS, 'export'])}\n\n{USAGE}",
-              file=sys.stderr)
+        names = ", ".join([*COMMANDS, "export", "reproduce"])
+        print(f"pretrainer: unknown command {command!r}; commands: {names}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
     run_hydra(command, rest)
 

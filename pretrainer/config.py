@@ -274,7 +274,8 @@ class TrainerConfig:
     batch_size: int = 16  # blocks per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int | None = 1200  # budget in optimizer steps ...
-    max_tokens: int | None = None  # ... or in tokens (wins when set)
+    max_tokens: int | None = None  # ... or in tokens (wins over steps) ...
+    max_flops: float | None = None  # ... or in training FLOPs, as `pretrainer plan` counts them (wins over both)
     lr: float = 2e-3
     min_lr_ratio: float = 0.1  # the schedule decays to lr * min_lr_ratio
     warmup_steps: int = 100
@@ -288,13 +289,18 @@ class TrainerConfig:
     log_every: int = 10  # steps between metrics.jsonl lines
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
 
+    @property
+    def budget_kind(self) -> str:
+        """Which budget field rules: flops, tokens or steps (compute-matched comparisons use flops)."""
+        return "flops" if self.max_flops is not None else "tokens" if self.max_tokens is not None else "steps"
+
     def __post_init__(self) -> None:
         check_choice("trainer.precision", self.precision, ("auto", "fp32", "bf16"))
         check_choice("trainer.schedule", self.schedule, ("cosine", "linear", "constant"))
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"trainer.device={self.device!r} is not valid; choose auto, cpu, cuda, cuda:N or mps")
-        if self.max_steps is None and self.max_tokens is None:
-            raise ConfigError("set a pretraining budget: trainer.max_steps or trainer.max_tokens")
+        if self.max_steps is None and self.max_tokens is None and self.max_flops is None:
+            raise ConfigError("set a pretraining budget: trainer.max_steps, trainer.max_tokens or trainer.max_flops")
         for key in ("batch_size", "grad_accum", "eval_every", "eval_batches", "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"trainer.{key} must be positive, got {getattr(self, key)}")

@@ -22,6 +22,8 @@ from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table, write_summary
 from pretrainer.models import build_body
 from pretrainer.objectives import build_objective, objective_class
+from pretrainer.plan import model_cost
+from pretrainer.provenance import build_manifest, write_manifest
 from pretrainer.tokenization import (
     SpecialIds,
     add_special_tokens,
@@ -58,6 +60,7 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     tokenizer = add_special_tokens(trained, objective_type.special_tokens(cfg.objective, cfg.data.block_size))
     tokenizer_hash = tokenizer_fingerprint(tokenizer)
     write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
+    write_manifest(run_dir, build_manifest(cfg, corpus.fingerprint, tokenizer_hash))
     info(f"{run_name}: device {device}{' (bf16)' if bf16 else ''}; tokenizer "
                   f"{'cached' if tokenizer_cached else 'trained'} ({tokenizer.get_vocab_size()} tokens); "
                   f"{packed.train.num_blocks} train / {packed.eval.num_blocks} eval blocks "
@@ -71,8 +74,11 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
         model.to(device)
         runtime = Runtime(device, bf16, run_dir / "checkpoints" / "last.pt",
                           {"config": asdict(cfg), "tokenizer_fingerprint": tokenizer_hash})
+        # The planner's count of training FLOPs per token: a FLOPs budget becomes steps through it.
+        flops_per_token = model_cost(cfg, tokenizer.get_vocab_size())[1]
         pretrain_clock = Stopwatch()
-        state = pretrain(model, packed, cfg.trainer, runtime, logger, resume=cfg.resume)
+        state = pretrain(model, packed, cfg.trainer, runtime, logger, resume=cfg.resume,
+                         flops_per_token=flops_per_token)
         pretrain_seconds = pretrain_clock.elapsed()
         pretrained_weights = {k: v.detach().cpu().clone() for k, v in body.state_dict().items()}
         del model, body
@@ -81,6 +87,7 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
         inits = body_inits(cfg.arch, tokenizer.get_vocab_size(), pretrained_weights, cfg.finetune.scratch_baseline)
         results = finetune_all(cfg.finetune, tokenizer, inits, context, run_dir)
         summary = _summary(cfg, run_name, run_dir, tokenizer, tokenizer_hash, packed, state, pretrain_seconds, results)
+        summary["pretrain"]["budget"] = budget_record(cfg, flops_per_token, state.tokens_seen)
         summary["wall_time_s"] = clock.elapsed()
         write_summary(run_dir, summary, logger)
     finally:
@@ -102,6 +109,14 @@ def body_inits(arch: ArchConfig, vocab_size: int, pretrained: dict[str, torch.Te
         return build_body(arch, vocab_size)
 
     return {"pretrained": pretrained_body} | ({"scratch": scratch_body} if scratch_baseline else {})
+
+
+def budget_record(cfg: Config, flops_per_token: float, tokens: int) -> dict[str, Any]:
+    """The budget kind that ruled the run, its value, and the compute actually spent."""
+    trainer = cfg.trainer
+    value = {"flops": trainer.max_flops, "tokens": trainer.max_tokens, "steps": trainer.max_steps}[trainer.budget_kind]
+    return {"kind": trainer.budget_kind, "value": value, "flops_per_token": flops_per_token,
+            "flops": flops_per_token * tokens}
 
 
 def _summary(cfg: Config, run_name: str, run_dir: Path, tokenizer: Tokenizer, tokenizer_hash: str,

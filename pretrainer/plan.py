@@ -60,22 +60,30 @@ def objective_shape(cfg: Config) -> Shape:
     return Shape(predicted=cfg.objective.mask_prob, decoder=0.0)  # the masked-LM family
 
 
-def plan_experiment(cfg: Config, run_dir: Path | None = None) -> dict[str, Any]:
-    """The plan of one configuration; written to `run_dir/plan.json` and printed when a run dir is given."""
-    vocab = cfg.tokenizer.vocab_size + len(objective_class(cfg.objective).special_tokens(cfg.objective,
-                                                                                          cfg.data.block_size))
+def model_cost(cfg: Config, vocab: int | None = None) -> tuple[dict[str, int], float, int]:
+    """(parameter counts, training FLOPs per input token, vocabulary size) of a configuration,
+    counted on a model built on the `meta` device. `vocab`: the real tokenizer's size, if known."""
+    if vocab is None:
+        extra = objective_class(cfg.objective).special_tokens(cfg.objective, cfg.data.block_size)
+        vocab = cfg.tokenizer.vocab_size + len(extra)
     with torch.device("meta"):
         body = build_body(cfg.arch, vocab)
         objective = build_objective(cfg.objective, body, _special_ids(), vocab)
     counts = parameter_counts(body, objective)
+    return counts, flops_per_token(cfg, counts, objective_shape(cfg), vocab), vocab
+
+
+def plan_experiment(cfg: Config, run_dir: Path | None = None) -> dict[str, Any]:
+    """The plan of one configuration; written to `run_dir/plan.json` and printed when a run dir is given."""
+    counts, per_token, vocab = model_cost(cfg)
     shape = objective_shape(cfg)
-    per_token = flops_per_token(cfg, counts, shape, vocab)
-    steps = total_steps(cfg.trainer, cfg.data.block_size)
+    steps = total_steps(cfg.trainer, cfg.data.block_size, per_token)
     tokens = steps * cfg.trainer.batch_size * cfg.trainer.grad_accum * cfg.data.block_size
     plan = {
         "run_name": cfg.run_name or (run_dir.name if run_dir else "plan"),
         "arch": cfg.arch.name, "objective": cfg.objective.name, "vocab_size": vocab, **counts,
-        "flops_per_token": per_token, "steps": steps, "tokens": tokens, "total_flops": per_token * tokens,
+        "flops_per_token": per_token, "budget_kind": cfg.trainer.budget_kind, "steps": steps, "tokens": tokens,
+        "total_flops": per_token * tokens,
         "activation_bytes": activation_bytes(cfg, shape, vocab),
     }
     plan |= expected_wall_time(cfg, plan)

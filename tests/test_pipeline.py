@@ -126,14 +126,22 @@ def test_cli_help_lists_groups(flag, tmp_path):
         assert group in result.stdout
 
 
-def test_cli_sweep_runs_every_job_and_reports_the_failed_one(text_corpus, tmp_path):
-    result = run_cli("train", "-m", *TINY, "objective=mlm,clm", "arch=decoder", "data=text_files",
-                     f"data.paths=[{text_corpus}]", "finetune=none", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                     cwd=tmp_path)
+def test_cli_sweep_survives_a_failed_job_and_a_rerun_skips_the_completed_ones(text_corpus, tmp_path):
+    args = ["train", "-m", *TINY, "objective=clm,prefix_lm,mlm", "arch=decoder", "data=text_files",
+            f"data.paths=[{text_corpus}]", "finetune=none"]
+    result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 1
     assert "1 job(s) of the sweep failed" in result.stderr and "objective=mlm" in result.stderr
-    assert (tmp_path / "sweep" / "1" / "summary.json").is_file()  # the clm job still ran
-    assert not (tmp_path / "sweep" / "0" / "summary.json").exists()
+    assert "job 3 of 3" in result.stdout
+    (sweep,) = (tmp_path / "multirun").iterdir()  # one stable directory per sweep command
+    assert (sweep / "0" / "summary.json").is_file() and (sweep / "1" / "summary.json").is_file()
+    assert not (sweep / "2" / "summary.json").exists()
+    rerun = run_cli(*args, cwd=tmp_path)
+    assert rerun.returncode == 1 and "1 job(s) of the sweep failed" in rerun.stderr
+    assert rerun.stdout.count("already completed") == 2 and "job 3 of 3" in rerun.stdout
+    assert len((sweep / "0" / "metrics.jsonl").read_text().splitlines()) == len(
+        (sweep / "1" / "metrics.jsonl").read_text().splitlines())  # not appended to by the skipped re-run
+    assert [p.name for p in (tmp_path / "multirun").iterdir()] == [sweep.name]
 
 
 def test_cli_sweep_across_families_picks_each_natural_arch_and_writes_one_summary(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -37,3 +39,19 @@ def test_step_generators_are_reproducible_and_independent():
     assert torch.equal(a, torch.rand(4, generator=step_generator(0, 0, 5, 0)))
     assert not torch.equal(a, torch.rand(4, generator=step_generator(0, 0, 6, 0)))
     assert not torch.equal(a, torch.rand(4, generator=step_generator(1, 0, 5, 0)))
+
+
+def test_flops_budget_becomes_steps_through_the_planners_count(compose_config, tmp_path):
+    from pretrainer.pipeline import train
+    from pretrainer.plan import model_cost
+
+    cfg = compose_config("finetune=none", "data.num_documents=200", "trainer.max_flops=2e10")
+    summary = train(cfg, tmp_path / "run")
+    budget = summary["pretrain"]["budget"]
+    per_token = model_cost(cfg, summary["tokenizer"]["vocab_size"])[1]
+    tokens_per_step = cfg.trainer.batch_size * cfg.data.block_size
+    assert budget["kind"] == "flops" and budget["flops_per_token"] == per_token
+    assert summary["pretrain"]["steps"] == math.ceil(2e10 / per_token / tokens_per_step)
+    assert budget["flops"] >= 2e10 > budget["flops"] - per_token * tokens_per_step  # one step at most over
+    with pytest.raises(ValueError, match="FLOPs per token"):
+        total_steps(cfg.trainer, cfg.data.block_size)

@@ -51,9 +51,15 @@ class Runtime:
     checkpoint_extras: dict[str, Any]  # resolved config, tokenizer fingerprint
 
 
-def total_steps(cfg: TrainerConfig, block_size: int) -> int:
+def total_steps(cfg: TrainerConfig, block_size: int, flops_per_token: float | None = None) -> int:
+    """Optimizer steps of the budget: FLOPs (needs the planner's FLOPs per token), tokens or steps."""
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * block_size
+    if cfg.max_flops is not None:
+        if not flops_per_token:
+            raise ValueError("a FLOPs budget needs the model's training FLOPs per token")
+        return max(1, math.ceil(cfg.max_flops / flops_per_token / tokens_per_step))
     if cfg.max_tokens is not None:
-        return math.ceil(cfg.max_tokens / (cfg.batch_size * cfg.grad_accum * block_size))
+        return math.ceil(cfg.max_tokens / tokens_per_step)
     return int(cfg.max_steps)
 
 
@@ -91,8 +97,8 @@ def estimate_eval_loss(model: PretrainingModel, blocks: BlockSet, cfg: TrainerCo
 
 
 def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, runtime: Runtime,
-             logger: RunLogger, resume: bool = False) -> TrainState:
-    steps = total_steps(cfg, data.train.block_size)
+             logger: RunLogger, resume: bool = False, flops_per_token: float | None = None) -> TrainState:
+    steps = total_steps(cfg, data.train.block_size, flops_per_token)
     optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     scheduler = build_schedule(optimizer, cfg.schedule, cfg.warmup_steps, steps, cfg.min_lr_ratio)
     state = TrainState()
