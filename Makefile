@@ -13,7 +13,7 @@ help:  ## list the targets
 
 install:  ## install torch (CPU) and the project in editable mode, with test tools and transformers
 	$(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -e ".[dev,hf]"  # hf: transformers, for the export/import equivalence tests
+	$(PIP) install -e ".[dev,hf,slurm]"  # hf: transformers (export/import tests); slurm: the launcher config test
 
 demo:  ## run the main job: `pretrainer train` with the defaults (embedded benchmark)
 	pretrainer train

@@ -34,6 +34,7 @@ commands:
   finetune   fine-tune an existing checkpoint: pretrainer finetune init=<run dir, checkpoint or HF dir> [finetune=...]
   export     write a run as a Hugging Face transformers model: pretrainer export RUN_DIR [--out DIR]
   reproduce  re-run a run from its manifest into a new dir and compare: pretrainer reproduce RUN_DIR
+  report     tables (Markdown, CSV), bootstrap CIs and plots over runs: pretrainer report DIR... [--baseline ROW]
 
 examples:
   pretrainer train                                  # the embedded demo: MLM encoder, 5 tasks
@@ -44,6 +45,7 @@ examples:
   pretrainer tokenizer tokenizer=unigram tokenizer.show="Some sentence."
   pretrainer tokenizer -m tokenizer=bpe,wordpiece,unigram,char,word   # one comparison table
   pretrainer plan -m arch/size=base objective=mlm,clm,t5_span plan.flops_per_s=1e14
+  pretrainer train -m experiment=layernorm && pretrainer report multirun/train-<hash>
 """
 
 
@@ -203,6 +205,24 @@ def export_command(args: list[str]) -> None:
     print(f"wrote {out}")
 
 
+def report_command(args: list[str]) -> None:
+    """`pretrainer report DIR... [--baseline ROW]`: takes paths, so not a Hydra command."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="pretrainer report", description="Compare the runs under DIRs (mean ± std"
+                                     " over seeds, bootstrap CIs, plots); writes report.md/.csv/PNGs into DIRS[0].")
+    parser.add_argument("dirs", nargs="+", type=Path)
+    parser.add_argument("--baseline", default=None, help="row number or part of a row label (default: first row)")
+    parsed = parser.parse_args(args)
+    from pretrainer.report import ReportError, write_report
+
+    try:
+        write_report(parsed.dirs, parsed.baseline)
+    except ReportError as error:
+        print(f"pretrainer report: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def config_from_dict(values: dict) -> Config:
     """A typed config from a resolved one (a manifest's), validated like a composed one."""
     typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), values))
@@ -237,17 +257,22 @@ def reproduce_command(args: list[str]) -> None:
     print(f"reproduced {parsed.run_dir} in {out}: results {rule}")
 
 
+PATH_COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    "export": export_command, "reproduce": reproduce_command, "report": report_command,
+}
+
+
 def main() -> None:
     args = sys.argv[1:]
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
     command, rest = args[0], args[1:]
-    if command in ("export", "reproduce"):
-        {"export": export_command, "reproduce": reproduce_command}[command](rest)
+    if command in PATH_COMMANDS:
+        PATH_COMMANDS[command](rest)
         return
     if command not in COMMANDS:
-        names = ", ".join([*COMMANDS, "export", "reproduce"])
+        names = ", ".join([*COMMANDS, *PATH_COMMANDS])
         print(f"pretrainer: unknown command {command!r}; commands: {names}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
     run_hydra(command, rest)

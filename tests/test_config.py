@@ -131,3 +131,32 @@ def test_top_level_seed_drives_trainer_and_finetune_seeds(compose_config):
     assert (cfg.seed, cfg.trainer.seed, cfg.finetune.seed) == (7, 7, 7)
     assert cfg.data.seed == 0  # the benchmark corpus stays the same
     assert compose_config("seed=7", "trainer.seed=1").trainer.seed == 1
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")))
+def test_every_preset_experiment_composes_with_its_sweep(experiment):
+    from hydra import compose, initialize_config_dir
+
+    from pretrainer.cli import to_config
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        overrides = [f"experiment={experiment}"]
+        params = compose("config", overrides=overrides, return_hydra_config=True).hydra.sweeper.params
+        cfg = to_config(compose("config", overrides=overrides))
+    params = params or {}
+    if experiment == "real_scale":  # composes and validates, although it needs network and a GPU to run
+        assert cfg.data.source == "hub" and cfg.trainer.device == "cuda" and cfg.arch.d_model == 768
+        assert cfg.finetune.source == "glue" and len(cfg.finetune.tasks) == 9
+    else:
+        assert "seed" in params and len(params) >= 2  # a sweep over seeds and the question's choices
+    if experiment == "layernorm":
+        assert cfg.objective.name == "clm" and cfg.arch.name == "decoder"
+
+
+def test_slurm_launcher_config_composes():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        raw = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert raw.hydra.launcher._target_.endswith("SlurmLauncher") and raw.hydra.launcher.gpus_per_node == 1

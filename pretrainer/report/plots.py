@@ -1,0 +1,182 @@
+"""The report's PNG plots. Drawn with matplotlib's Agg renderer on plain `Figure` objects,
+never through pyplot: no display is needed and no global backend or figure state is
+touched, so a report can be written from a headless job, a test or a notebook alike.
+
+Each function returns None when it wrote its file, or a sentence saying why it did not
+(no pretraining curves in fine-tune-only runs, no fine-tuning results, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from pretrainer.report.runs import Configuration
+
+TRAIN_SIZE_KEY = "finetune.train_size"
+PLOT_FILES = ("eval_loss.png", "downstream.png", "learning_curve.png")
+
+
+def write_plots(configs: list[Configuration], tasks: dict[str, str], varying: list[str],
+                out_dir: Path) -> tuple[list[Path], list[str]]:
+    """All plots into `out_dir`: (files written, notes on the ones skipped). A plot skipped
+    now is removed if an earlier report left one, so the folder never mixes two reports."""
+    written, notes = [], []
+    plots = {"eval_loss.png": lambda path: plot_eval_loss(configs, path),
+             "downstream.png": lambda path: plot_downstream(configs, tasks, varying, path),
+             "learning_curve.png": lambda path: plot_learning_curve(configs, tasks, varying, path)}
+    for name, plot in plots.items():
+        path = out_dir / name
+        skipped = plot(path)
+        if skipped:
+            path.unlink(missing_ok=True)
+            notes.append(f"{name} not written: {skipped}")
+        else:
+            written.append(path)
+    return written, notes
+
+
+def eval_loss_curve(config: Configuration) -> tuple[list[int], list[float]] | None:
+    """Mean eval loss over the configuration's runs at the steps all of them evaluated."""
+    curves = [{int(step): float(loss) for step, loss in run.pretrain.get("eval_losses") or []} for run in config.runs]
+    curves = [curve for curve in curves if curve]
+    if not curves:
+        return None
+    steps = sorted(set.intersection(*(set(curve) for curve in curves)))
+    if not steps:
+        return None
+    return steps, [sum(curve[step] for curve in curves) / len(curves) for step in steps]
+
+
+def plot_eval_loss(configs: list[Configuration], path: Path) -> str | None:
+    curves = [(config, eval_loss_curve(config)) for config in configs]
+    curves = [(config, curve) for config, curve in curves if curve]
+    if not curves:
+        return "no pretraining eval losses (fine-tune-only runs, or no eval step shared by a configuration's runs)"
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    for config, (steps, losses) in curves:
+        axes.plot(steps, losses, marker="o", markersize=3, color=_color(config), label=_short(config))
+    axes.set(xlabel="step", ylabel="eval loss", title="Pretraining eval loss (mean over seeds)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    _save(figure, path)
+    return None
+
+
+def plot_downstream(configs: list[Configuration], tasks: dict[str, str], varying: list[str],
+                    path: Path) -> str | None:
+    """Per task: a pair of bars per configuration, pretrained and scratch, with std error bars."""
+    tasks = {task: metric for task, metric in tasks.items()
+             if any(config.scores[task].get("pretrained") for config in configs)}
+    if not tasks:
+        return "no fine-tuning results"
+    figure, grid = _grid(len(tasks))
+    width = 0.38
+    for axes, (task, metric) in zip(grid, tasks.items(), strict=True):
+        for x, config in enumerate(configs):
+            for offset, init, alpha in ((-width / 2, "pretrained", 1.0), (width / 2, "scratch", 0.45)):
+                scores = config.scores[task].get(init)
+                if scores:
+                    axes.bar(x + offset, scores.mean, width, yerr=scores.std or 0.0, capsize=3, color=_color(config),
+                             alpha=alpha, hatch="//" if init == "scratch" else None, edgecolor="black", linewidth=0.5)
+        chances = [c for c in (config.chance(task) for config in configs) if c is not None]
+        if chances:
+            axes.axhline(sum(chances) / len(chances), color="gray", linestyle=":", label="chance")
+        axes.set_xticks(range(len(configs)), [_tick(config, varying) for config in configs], rotation=30,
+                        ha="right", fontsize="small")
+        axes.set(title=task, ylabel=f"test {metric}", xlabel=" ".join(varying))
+    handles, _ = grid[0].get_legend_handles_labels()
+    handles += [Patch(facecolor="gray", edgecolor="black", label="pretrained"),
+                Patch(facecolor="gray", alpha=0.45, hatch="//", edgecolor="black", label="scratch")]
+    grid[0].legend(handles=handles, fontsize="small")
+    _save(figure, path)
+    return None
+
+
+def plot_learning_curve(configs: list[Configuration], tasks: dict[str, str], varying: list[str],
+                        path: Path) -> str | None:
+    """Score against labeled-example count, a pretrained and a scratch line per group of
+    configurations that differ only in `finetune.train_size`."""
+    if TRAIN_SIZE_KEY not in varying:
+        return f"{TRAIN_SIZE_KEY} does not vary across configurations"
+    if not tasks:
+        return "no fine-tuning results"
+    groups = _train_size_groups(configs, varying)
+    figure, grid = _grid(len(tasks))
+    for axes, (task, metric) in zip(grid, tasks.items(), strict=True):
+        for color_index, (label, members) in enumerate(groups.items()):
+            for init, style in (("pretrained", "-"), ("scratch", "--")):
+                points = _curve_points(members, task, init)
+                if points:
+                    sizes, means, stds = zip(*points, strict=True)
+                    axes.errorbar(sizes, means, yerr=stds, linestyle=style, marker="o", capsize=3,
+                                  color=colormaps["tab10"](color_index % 10), label=f"{label} {init}")
+        axes.set_xscale("log")
+        axes.set(title=task, xlabel="labeled training examples", ylabel=f"test {metric}")
+        axes.grid(alpha=0.3, which="both")
+    grid[0].legend(fontsize="small")
+    _save(figure, path)
+    return None
+
+
+def _train_size_groups(configs: list[Configuration], varying: list[str]) -> dict[str, list[Configuration]]:
+    """Configurations keyed by their varying overrides other than the train size."""
+    groups: dict[str, list[Configuration]] = {}
+    for config in configs:
+        others = [key for key in varying if key != TRAIN_SIZE_KEY and key in config.overrides]
+        parts = [f"{key}={config.overrides[key]}" for key in others]
+        groups.setdefault(" ".join(parts) or "(defaults)", []).append(config)
+    return groups
+
+
+def _curve_points(configs: list[Configuration], task: str, init: str) -> list[tuple[float, float, float]]:
+    """(train size, mean, std) per configuration that ran `init` on `task`, by train size."""
+    points = []
+    for config in configs:
+        scores = config.scores[task].get(init)
+        size = config.train_size(task) or _number(config.overrides.get(TRAIN_SIZE_KEY))
+        if scores and size:
+            points.append((size, scores.mean, scores.std or 0.0))
+    return sorted(points)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _grid(panels: int) -> tuple[Figure, list[Axes]]:
+    columns = min(3, panels)
+    rows = math.ceil(panels / columns)
+    figure = Figure(figsize=(4.8 * columns, 4.0 * rows), layout="constrained")
+    axes = [figure.add_subplot(rows, columns, i + 1) for i in range(panels)]
+    return figure, axes
+
+
+def _color(config: Configuration):
+    return colormaps["tab10"](config.index % 10)
+
+
+def _short(config: Configuration, width: int = 32) -> str:
+    text = f"#{config.index} {config.label}"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _tick(config: Configuration, varying: list[str], width: int = 32) -> str:
+    """`#index` and the values of the varying overrides: the keys go once in the axis label."""
+    text = " ".join([f"#{config.index}", *(config.overrides.get(key, "(default)") for key in varying)])
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _save(figure: Figure, path: Path) -> None:
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=100)
