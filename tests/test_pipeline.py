@@ -157,6 +157,10 @@ def test_cli_sweep_across_families_picks_each_natural_arch_and_writes_one_summar
     assert all(f"objective={name}" in row for name, row in zip(["mlm", "clm", "t5_span"], table[2:], strict=True))
     assert "/ —" in table[2]  # no scratch baseline in this sweep
     assert "sweep summary" in result.stdout
+    report = run_cli("report", str(sweep), "--baseline", "clm", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "objective=t5_span" in (sweep / "report.md").read_text() and (sweep / "eval_loss.png").is_file()
+    assert run_cli("report", str(tmp_path / "nothing"), cwd=tmp_path).returncode == 2
 
 
 def test_wandb_logger_writes_an_offline_run_in_the_run_dir(text_corpus, tmp_path):
