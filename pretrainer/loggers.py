@@ -138,6 +138,8 @@ def print_results_table(summary: dict[str, Any]) -> None:
     pre = summary.get("pretrain", {})
     if table.row_count:
         console.print(table)
+    for init, score in summary.get("glue_average", {}).items():
+        info(f"GLUE average ({init}): {score:.3f}")
     if pre:
         info(
             f"pretraining: {pre.get('tokens', 0):,} tokens in {pre.get('wall_time_s', 0):.1f}s "

@@ -17,7 +17,7 @@ from pretrainer.config import ArchConfig, Config
 from pretrainer.data.blocks import PackedCorpus, load_or_pack
 from pretrainer.data.sources import open_corpus
 from pretrainer.finetune.recipe import FinetuneContext
-from pretrainer.finetune.run import BodyFactory, finetune_all
+from pretrainer.finetune.run import BodyFactory, finetune_all, glue_average
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table, write_summary
 from pretrainer.models import build_body
@@ -89,6 +89,8 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
         summary = _summary(cfg, run_name, run_dir, tokenizer, tokenizer_hash, packed, state, pretrain_seconds, results)
         summary["pretrain"]["budget"] = budget_record(cfg, flops_per_token, state.tokens_seen)
         summary["wall_time_s"] = clock.elapsed()
+        if cfg.finetune.source == "glue" and results:
+            summary["glue_average"] = glue_average(results)
         write_summary(run_dir, summary, logger)
     finally:
         logger.close()

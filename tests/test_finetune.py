@@ -210,3 +210,12 @@ def test_finetune_from_an_exported_hugging_face_directory(compose_config, tmp_pa
     summary = finetune_checkpoint(cfg, tmp_path / "ft")
     assert summary["choices"] == {"arch": "encoder", "objective": "imported", "tokenizer": "imported"}
     assert set(summary["finetune"]["sentiment"]) >= {"pretrained", "scratch"}
+
+
+def test_glue_average_is_the_mean_of_each_tasks_mean_official_metric():
+    from pretrainer.finetune.run import glue_average
+
+    results = {"mrpc": {"metrics": ["f1", "accuracy"], "pretrained": {"test": {"f1": 0.8, "accuracy": 0.6}},
+                        "scratch": {"test": {"f1": 0.4, "accuracy": 0.2}}},
+               "cola": {"metrics": ["mcc"], "pretrained": {"test": {"mcc": 0.3}}, "scratch": {"test": {"mcc": 0.1}}}}
+    assert glue_average(results) == pytest.approx({"pretrained": (0.7 + 0.3) / 2, "scratch": (0.3 + 0.1) / 2})

@@ -10,6 +10,7 @@ import csv
 import json
 import socket
 
+import numpy as np
 import pytest
 
 from pretrainer.config import GLUE_TASKS, ConfigError, FinetuneConfig
@@ -409,3 +410,20 @@ def test_split_indices_are_disjoint_seeded_and_nested():
     assert same_dev == dev and set(small) <= set(train) and len(small) == 20
     assert split_train_indices(100, 10, None, seed=1, where="x")[1] != dev
     assert split_train_indices(5, 0, 50, seed=0, where="x") == ([0, 1, 2, 3, 4], [])
+
+
+def test_training_on_local_glue_tasks_reports_the_glue_average(local_glue, compose_config, tmp_path):
+    """The whole path a real GLUE run takes (load, fine-tune, metrics, GLUE average), offline."""
+    from pretrainer.pipeline import train
+
+    cfg = compose_config("finetune=glue/stsb", f"finetune.hub_name={local_glue}", "finetune.tasks=[cola,stsb,mnli]",
+                         "finetune.eval_size=4", "finetune.epochs=1", "finetune.max_length=32",
+                         "data.num_documents=200", "trainer.max_steps=2")
+    summary = train(cfg, tmp_path / "run")
+    results = summary["finetune"]
+    assert results["stsb"]["kind"] == "regression" and set(results["stsb"]["pretrained"]["test"]) == {
+        "pearson", "spearman"}
+    assert "test_mismatched" in results["mnli"]["pretrained"]  # MNLI's second evaluation set
+    expected = np.mean([np.mean([results[t]["pretrained"]["test"][m] for m in results[t]["metrics"]])
+                        for t in ("cola", "stsb", "mnli")])
+    assert summary["glue_average"]["pretrained"] == pytest.approx(expected)

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 
 from pretrainer.config import ArchConfig, Config, ConfigError
 from pretrainer.finetune.recipe import FinetuneContext
-from pretrainer.finetune.run import finetune_all
+from pretrainer.finetune.run import finetune_all, glue_average
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table, write_summary
 from pretrainer.tokenization import tokenizer_fingerprint
@@ -60,6 +60,8 @@ def finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
         summary = {"run_name": cfg.run_name or run_dir.name, "run_dir": str(run_dir), "init": str(source.path),
                    "choices": {"arch": arch.name, **source.choices}, "pretrain": {}, "finetune": results,
                    "wall_time_s": clock.elapsed()}
+        if cfg.finetune.source == "glue" and results:
+            summary["glue_average"] = glue_average(results)
         write_summary(run_dir, summary, logger)
     finally:
         logger.close()

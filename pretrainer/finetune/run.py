@@ -18,6 +18,8 @@ from torch import nn
 from pretrainer.config import FinetuneConfig
 from pretrainer.data.examples import TaskSplits
 from pretrainer.finetune.classifier import EncodedExamples, encode_examples
+from pretrainer.finetune.metrics import glue_average as mean_over_tasks
+from pretrainer.finetune.metrics import glue_score
 from pretrainer.finetune.recipe import EncodedTask, FinetuneContext, finetune
 from pretrainer.finetune.tasks import chance_score, load_tasks
 from pretrainer.hashing import write_text_atomic
@@ -53,6 +55,13 @@ def finetune_all(cfg: FinetuneConfig, tokenizer: Tokenizer, inits: dict[str, Bod
             result[init_name] = aggregate(runs)
         results[task.name] = result
     return results
+
+
+def glue_average(results: dict[str, Any]) -> dict[str, float]:
+    """Per init, the GLUE score: the mean over tasks of each task's mean official metric."""
+    inits = {init for result in results.values() for init in ("pretrained", "scratch") if init in result}
+    return {init: mean_over_tasks({task: glue_score(result[init]["test"], result["metrics"])
+                           for task, result in results.items() if init in result}) for init in sorted(inits)}
 
 
 def encode_task(task: TaskSplits, tokenizer: Tokenizer, max_length: int) -> EncodedTask:
