@@ -3,6 +3,7 @@ library. The only module that imports Hydra."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -11,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -68,6 +70,7 @@ SWEEP_DIR: list[Path] = []  # the sweep directory, once a sweep job has run
 class Command:
     run: Callable[[Config, Path], dict]  # (typed config, run dir) -> the job's summary
     sweep_table: Callable[[list[dict]], str]  # the summaries of a sweep's jobs -> one Markdown table
+    resumable_sweeps: bool = False  # its run dirs carry a manifest: a re-run sweep skips finished jobs
 
 
 def _train(cfg: Config, run_dir: Path) -> dict:
@@ -95,7 +98,7 @@ def _plan(cfg: Config, run_dir: Path) -> dict:
 
 
 COMMANDS: dict[str, Command] = {
-    "train": Command(_train, sweep_table),
+    "train": Command(_train, sweep_table, resumable_sweeps=True),
     "tokenizer": Command(_inspect_tokenizer, tokenizer_table),
     "plan": Command(_plan, plan_table),
     "finetune": Command(_finetune, sweep_table),
@@ -114,7 +117,7 @@ def run_job(command: Command, cfg: DictConfig) -> None:
         run_dir = Path(hydra_cfg.runtime.output_dir)
         if hydra_cfg.mode == RunMode.MULTIRUN:
             typed = _as_sweep_job(typed, hydra_cfg)
-            if command.run is _train and completed_with(run_dir, typed):
+            if command.resumable_sweeps and completed_with(run_dir, typed):
                 summary = json.loads((run_dir / "summary.json").read_text())
                 print(f"pretrainer: already completed in {run_dir} (same config): skipped")
             else:
@@ -186,29 +189,38 @@ def run_hydra(name: str, args: list[str]) -> None:
         raise SystemExit(1)
 
 
-def export_command(args: list[str]) -> None:
-    """`pretrainer export RUN_DIR [--out DIR]`: not a Hydra command, it takes a path."""
-    import argparse
+# Commands that take paths rather than config overrides: plain argparse, no Hydra.
 
-    parser = argparse.ArgumentParser(prog="pretrainer export", description="Write a run as a transformers model "
-                                     "(BERT masked LM, GPT-2 LM or T5) with its tokenizer.")
+
+def run_dir_parser(name: str, description: str, out_help: str) -> argparse.ArgumentParser:
+    """`pretrainer NAME RUN_DIR [--out DIR]`."""
+    parser = argparse.ArgumentParser(prog=f"pretrainer {name}", description=description)
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default: RUN_DIR/hf)")
-    parsed = parser.parse_args(args)
+    parser.add_argument("--out", type=Path, default=None, help=out_help)
+    return parser
+
+
+def fail(name: str, error: Exception) -> NoReturn:
+    """A user error of a path command: one line on stderr, exit code 2."""
+    print(f"pretrainer {name}: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def export_command(args: list[str]) -> None:
+    """`pretrainer export RUN_DIR [--out DIR]`."""
+    parsed = run_dir_parser("export", "Write a run as a transformers model (BERT masked LM, GPT-2 LM or T5) "
+                            "with its tokenizer.", "output directory (default: RUN_DIR/hf)").parse_args(args)
     from pretrainer.interop import export_hf
 
     try:
         out = export_hf(parsed.run_dir, parsed.out or parsed.run_dir / "hf")
     except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"pretrainer export: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail("export", error)
     print(f"wrote {out}")
 
 
 def report_command(args: list[str]) -> None:
-    """`pretrainer report DIR... [--baseline ROW]`: takes paths, so not a Hydra command."""
-    import argparse
-
+    """`pretrainer report DIR... [--baseline ROW]`."""
     parser = argparse.ArgumentParser(prog="pretrainer report", description="Compare the runs under DIRs (mean ± std"
                                      " over seeds, bootstrap CIs, plots); writes report.md/.csv/PNGs into DIRS[0].")
     parser.add_argument("dirs", nargs="+", type=Path)
@@ -219,8 +231,7 @@ def report_command(args: list[str]) -> None:
     try:
         write_report(parsed.dirs, parsed.baseline)
     except ReportError as error:
-        print(f"pretrainer report: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail("report", error)
 
 
 def config_from_dict(values: dict) -> Config:
@@ -232,20 +243,14 @@ def config_from_dict(values: dict) -> Config:
 
 def reproduce_command(args: list[str]) -> None:
     """`pretrainer reproduce RUN_DIR [--out DIR]`: re-run a run from its manifest and compare."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="pretrainer reproduce", description="Re-run a run from its manifest "
-                                     "into a new dir and compare the results.")
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--out", type=Path, default=None, help="where to re-run (default: RUN_DIR-reproduced)")
-    parsed = parser.parse_args(args)
+    parsed = run_dir_parser("reproduce", "Re-run a run from its manifest into a new dir and compare the results.",
+                            "where to re-run (default: RUN_DIR-reproduced)").parse_args(args)
     from pretrainer.provenance import read_manifest, reproduce_run
 
     try:
         cfg = config_from_dict(read_manifest(parsed.run_dir)["config"])
     except (FileNotFoundError, ConfigError) as error:
-        print(f"pretrainer reproduce: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail("reproduce", error)
     out = parsed.out or parsed.run_dir.with_name(parsed.run_dir.name + "-reproduced")
     problems, exact = reproduce_run(cfg, parsed.run_dir, out)
     rule = "identical (same hardware and package versions)" if exact else "within tolerance (different machine)"

@@ -12,14 +12,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-from rich.table import Table
-
 from pretrainer.config import Config
 from pretrainer.data.blocks import is_eval_document
 from pretrainer.data.sources import open_corpus
 from pretrainer.hashing import write_text_atomic
-from pretrainer.loggers import Stopwatch, console, info
+from pretrainer.loggers import Stopwatch, info, print_key_values
 from pretrainer.tokenization import load_or_train_tokenizer
 from pretrainer.tokenization.diagnostics import measure
 
@@ -51,10 +48,7 @@ def _first_sentences(documents: list[str], count: int) -> list[str]:
 
 
 def print_tokenizer_report(report: dict[str, Any]) -> None:
-    table = Table(title=escape(f"Tokenizer {report['kind']} — {report['run_name']}"), show_header=False)
-    for label, value in report_rows(report):
-        table.add_row(label, value)
-    console.print(table)
+    print_key_values(f"Tokenizer {report['kind']} — {report['run_name']}", report_rows(report))
     for sample in report["samples"]:
         info(f"{sample['text']}\n  -> {' | '.join(sample['tokens'])}")
 

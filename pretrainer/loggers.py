@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from pretrainer.config import LoggerConfig
+from pretrainer.hashing import write_text_atomic
 
 console = Console()
 
@@ -112,10 +113,16 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
+def print_key_values(title: str, rows: list[tuple[str, str]]) -> None:
+    """A two-column table (label, value) on the console, e.g. a plan or tokenizer diagnostics."""
+    table = Table(title=escape(title), show_header=False)
+    for label, value in rows:
+        table.add_row(label, value)
+    console.print(table)
+
+
 def write_summary(run_dir: Path, summary: dict[str, Any], logger: RunLogger) -> None:
     """`summary.json` in the run dir (atomically) and the logger's run summary."""
-    from pretrainer.hashing import write_text_atomic
-
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     logger.summarize(summary)
 

@@ -11,13 +11,12 @@ from typing import Any
 
 import torch
 from tokenizers import Tokenizer
-from torch import nn
 
-from pretrainer.config import ArchConfig, Config
+from pretrainer.config import Config
 from pretrainer.data.blocks import PackedCorpus, load_or_pack
 from pretrainer.data.sources import open_corpus
 from pretrainer.finetune.recipe import FinetuneContext
-from pretrainer.finetune.run import BodyFactory, finetune_all, glue_average
+from pretrainer.finetune.run import body_inits, finetune_all, finetune_extras
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table, write_summary
 from pretrainer.models import build_body
@@ -89,28 +88,12 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
         summary = _summary(cfg, run_name, run_dir, tokenizer, tokenizer_hash, packed, state, pretrain_seconds, results)
         summary["pretrain"]["budget"] = budget_record(cfg, flops_per_token, state.tokens_seen)
         summary["wall_time_s"] = clock.elapsed()
-        if cfg.finetune.source == "glue" and results:
-            summary["glue_average"] = glue_average(results)
+        summary.update(finetune_extras(cfg.finetune, results))
         write_summary(run_dir, summary, logger)
     finally:
         logger.close()
     print_results_table(summary)
     return summary
-
-
-def body_inits(arch: ArchConfig, vocab_size: int, pretrained: dict[str, torch.Tensor],
-               scratch_baseline: bool) -> dict[str, BodyFactory]:
-    """The bodies fine-tuning starts from: the pretrained one, and a random one as the baseline."""
-
-    def pretrained_body() -> nn.Module:
-        body = build_body(arch, vocab_size)
-        body.load_state_dict(pretrained)
-        return body
-
-    def scratch_body() -> nn.Module:
-        return build_body(arch, vocab_size)
-
-    return {"pretrained": pretrained_body} | ({"scratch": scratch_body} if scratch_baseline else {})
 
 
 def budget_record(cfg: Config, flops_per_token: float, tokens: int) -> dict[str, Any]:

@@ -21,15 +21,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.markup import escape
-from rich.table import Table
 from torch import nn
 
 from pretrainer.config import Config
 from pretrainer.data.blocks import BlockBatch
 from pretrainer.hashing import write_text_atomic
-from pretrainer.loggers import console
+from pretrainer.loggers import print_key_values
 from pretrainer.models import build_body
+from pretrainer.models.positions import RelativePositionBias
 from pretrainer.objectives import build_objective, objective_class
 from pretrainer.objectives.t5_span import corrupted_lengths, raw_length_for_input
 from pretrainer.tokenization import SPECIAL_TOKENS, SpecialIds
@@ -94,10 +93,7 @@ def plan_experiment(cfg: Config, run_dir: Path | None = None) -> dict[str, Any]:
 
 
 def print_plan(plan: dict[str, Any]) -> None:
-    table = Table(title=escape(f"Plan — {plan['run_name']}"), show_header=False)
-    for label, value in plan_rows(plan):
-        table.add_row(label, value)
-    console.print(table)
+    print_key_values(f"Plan — {plan['run_name']}", plan_rows(plan))
 
 
 def plan_rows(plan: dict[str, Any]) -> list[tuple[str, str]]:
@@ -123,8 +119,9 @@ def _special_ids() -> SpecialIds:
 def parameter_counts(body: nn.Module, objective: nn.Module) -> dict[str, int]:
     """Total (tied matrices once) and non-embedding parameters, split by part."""
     model = nn.ModuleDict({"body": body, "objective": objective})
-    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)
-                     and m.weight.shape[0] >= 2 and not _is_relative_bias(model, m)}
+    # T5's relative bias is an nn.Embedding too, but a per-layer attention parameter, not an embedding.
+    relative_bias = {id(m.embedding.weight) for m in model.modules() if isinstance(m, RelativePositionBias)}
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)} - relative_bias
     unique = {id(p): (name, p) for name, p in model.named_parameters()}
     total = sum(p.numel() for _, p in unique.values())
     embeddings = sum(p.numel() for key, (_, p) in unique.items() if key in embedding_ids)
@@ -135,10 +132,6 @@ def parameter_counts(body: nn.Module, objective: nn.Module) -> dict[str, int]:
             "body_non_embedding_params": sum(p.numel() for key, (name, p) in unique.items()
                                              if name.startswith("body.") and key not in embedding_ids),
             "decoder_params": decoder, "generator_params": generator}
-
-
-def _is_relative_bias(model: nn.Module, module: nn.Module) -> bool:
-    return any(name.endswith("relative_bias.embedding") for name, m in model.named_modules() if m is module)
 
 
 def flops_per_token(cfg: Config, counts: dict[str, int], shape: Shape, vocab: int) -> float:

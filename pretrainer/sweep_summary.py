@@ -16,12 +16,17 @@ from typing import Any
 from pretrainer.hashing import write_text_atomic
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows]) + "\n"
+
+
 def sweep_table(jobs: list[dict[str, Any]]) -> str:
     """Markdown table; `jobs` holds {"job": number, "overrides": str, "summary": summary dict}."""
     tasks = list(dict.fromkeys(task for job in jobs for task in job["summary"].get("finetune", {})))
     header = ["job", "overrides", "eval loss", "tokens/s", "wall s"]
     header += [f"{task} (pretrained / scratch)" for task in tasks]  # test, the task's first metric
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for job in jobs:
         summary = job["summary"]
         pretrain = summary["pretrain"]
@@ -31,15 +36,15 @@ def sweep_table(jobs: list[dict[str, Any]]) -> str:
         for task in tasks:
             result = summary.get("finetune", {}).get(task, {})
             cells.append(f"{_score(result, 'pretrained')} / {_score(result, 'scratch')}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_table(header, rows)
 
 
 def tokenizer_table(jobs: list[dict[str, Any]]) -> str:
     """Markdown table of `pretrainer tokenizer` reports, one row per job."""
     header = ["job", "overrides", "kind", "vocab", "tokens/word", "words split", "unk", "bytes/token",
               "tokens/doc p50 / p99", "docs over block"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for job in jobs:
         r = job["summary"]
         cells = [str(job["job"]), job["overrides"] or "(defaults)", r["kind"], f"{r['vocab_size']:,}",
@@ -47,23 +52,23 @@ def tokenizer_table(jobs: list[dict[str, Any]]) -> str:
                  f"{r['bytes_per_token']:.2f}",
                  f"{r['length_percentiles']['p50']:.0f} / {r['length_percentiles']['p99']:.0f}",
                  f"{r['over_block_share']:.1%}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_table(header, rows)
 
 
 def plan_table(jobs: list[dict[str, Any]]) -> str:
     """Markdown table of `pretrainer plan` results, one row per job."""
     header = ["job", "overrides", "family / objective", "params", "non-embedding", "FLOPs/token", "tokens",
               "total FLOPs", "activations GiB", "wall time"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for job in jobs:
         p = job["summary"]
         wall = "—" if p["wall_time_s"] is None else f"{p['wall_time_s']:,.0f} s"
         cells = [str(job["job"]), job["overrides"] or "(defaults)", f"{p['arch']} / {p['objective']}",
                  f"{p['params']:,}", f"{p['non_embedding_params']:,}", f"{p['flops_per_token']:.3e}",
                  f"{p['tokens']:,}", f"{p['total_flops']:.3e}", f"{p['activation_bytes'] / 2**30:.2f}", wall]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_table(header, rows)
 
 
 def write_sweep_summary(sweep_dir: Path, jobs: list[dict[str, Any]],

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -36,11 +36,23 @@ ENCODE_BATCH_DOCUMENTS = 1000
 
 @dataclass
 class BlockBatch:
-    """Blocks gathered for one micro-batch, `[CLS]` first; all arrays (B, T)."""
+    """Blocks gathered for one micro-batch, `[CLS]` first; all arrays (B, T).
+
+    Document ids are computed on first use: only sentence-pair objectives read them, and
+    the first computation scans the whole split (see `BlockSet.row_first_doc`).
+    """
 
     ids: np.ndarray  # int64 token ids
     word_starts: np.ndarray  # bool: the token begins a word ([CLS] and [SEP] are words of their own)
-    doc_ids: np.ndarray  # int64: index of the source document in the split (the [SEP] ending a document belongs to it)
+    _doc_ids: np.ndarray | None = None
+    _compute_doc_ids: Callable[[], np.ndarray] | None = None
+
+    @property
+    def doc_ids(self) -> np.ndarray:
+        """(B, T) int64: index of the source document in the split (the [SEP] ending a document belongs to it)."""
+        if self._doc_ids is None:
+            self._doc_ids = self._compute_doc_ids()
+        return self._doc_ids
 
 
 @dataclass
@@ -67,11 +79,14 @@ class BlockSet:
         cls_column = np.full((len(indices), 1), self.cls_id, dtype=np.int64)
         ids = np.concatenate([cls_column, rows], axis=1)
         starts = np.concatenate([np.ones_like(cls_column, dtype=bool), self.word_starts[indices] > 0], axis=1)
-        # A token's document: documents begun before its row, plus the [SEP]s before it in the row.
-        ends_before = np.cumsum(rows == self.sep_id, axis=1) - (rows == self.sep_id)
-        doc_ids = self.row_first_doc[indices][:, None] + np.concatenate([np.zeros_like(cls_column), ends_before], 1)
+        return BlockBatch(ids, starts, _compute_doc_ids=lambda: self._doc_ids(indices, rows))
+
+    def _doc_ids(self, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """A token's document: documents begun before its row, plus the [SEP]s before it in the row."""
+        ends_before = np.cumsum(rows == self.sep_id, axis=1) - (rows == self.sep_id)  # (B, T-1)
+        doc_ids = self.row_first_doc[indices][:, None] + np.concatenate([ends_before[:, :1] * 0, ends_before], 1)
         doc_ids[:, 0] = doc_ids[:, 1]  # [CLS] belongs to the block's first document
-        return BlockBatch(ids, starts, doc_ids)
+        return doc_ids
 
     @property
     def row_first_doc(self) -> np.ndarray:

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 
 from pretrainer.config import ArchConfig, Config, ConfigError
 from pretrainer.finetune.recipe import FinetuneContext
-from pretrainer.finetune.run import finetune_all, glue_average
+from pretrainer.finetune.run import body_inits, finetune_all, finetune_extras
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table, write_summary
 from pretrainer.tokenization import tokenizer_fingerprint
@@ -51,8 +51,6 @@ def finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
     write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
     logger = RunLogger(run_dir, cfg.logger, cfg.run_name or run_dir.name, asdict(cfg))
     try:
-        from pretrainer.pipeline import body_inits
-
         context = FinetuneContext(device, use_bf16(cfg.trainer.precision, device), _pad_id(tokenizer), logger)
         inits = body_inits(arch, source.vocab_size, source.body_state, cfg.finetune.scratch_baseline)
         info(f"fine-tuning {source.path} ({arch.name})")
@@ -60,8 +58,7 @@ def finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
         summary = {"run_name": cfg.run_name or run_dir.name, "run_dir": str(run_dir), "init": str(source.path),
                    "choices": {"arch": arch.name, **source.choices}, "pretrain": {}, "finetune": results,
                    "wall_time_s": clock.elapsed()}
-        if cfg.finetune.source == "glue" and results:
-            summary["glue_average"] = glue_average(results)
+        summary.update(finetune_extras(cfg.finetune, results))
         write_summary(run_dir, summary, logger)
     finally:
         logger.close()

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from pretrainer.config import FinetuneConfig
+from pretrainer.config import ArchConfig, FinetuneConfig
 from pretrainer.data.examples import TaskSplits
 from pretrainer.finetune.classifier import EncodedExamples, encode_examples
 from pretrainer.finetune.metrics import glue_average as mean_over_tasks
@@ -24,6 +25,7 @@ from pretrainer.finetune.recipe import EncodedTask, FinetuneContext, finetune
 from pretrainer.finetune.tasks import chance_score, load_tasks
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import Stopwatch, info
+from pretrainer.models import build_body
 
 BodyFactory = Callable[[], nn.Module]
 
@@ -55,6 +57,26 @@ def finetune_all(cfg: FinetuneConfig, tokenizer: Tokenizer, inits: dict[str, Bod
             result[init_name] = aggregate(runs)
         results[task.name] = result
     return results
+
+
+def body_inits(arch: ArchConfig, vocab_size: int, pretrained: dict[str, torch.Tensor],
+               scratch_baseline: bool) -> dict[str, BodyFactory]:
+    """The bodies fine-tuning starts from: the pretrained one, and a random one as the baseline."""
+
+    def pretrained_body() -> nn.Module:
+        body = build_body(arch, vocab_size)
+        body.load_state_dict(pretrained)
+        return body
+
+    def scratch_body() -> nn.Module:
+        return build_body(arch, vocab_size)
+
+    return {"pretrained": pretrained_body} | ({"scratch": scratch_body} if scratch_baseline else {})
+
+
+def finetune_extras(cfg: FinetuneConfig, results: dict[str, Any]) -> dict[str, Any]:
+    """Summary entries beyond the per-task results: the GLUE average of a GLUE run."""
+    return {"glue_average": glue_average(results)} if cfg.source == "glue" and results else {}
 
 
 def glue_average(results: dict[str, Any]) -> dict[str, float]:

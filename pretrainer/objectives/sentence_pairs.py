@@ -40,16 +40,18 @@ class SentencePairs:
 
 
 def longest_document_run(ids: np.ndarray, docs: np.ndarray, sep_id: int) -> tuple[int, int]:
-    """[start, end) of the longest stretch of one document without a separator in `ids`."""
-    best, start = (0, 0), None
-    for i in range(len(ids) + 1):
-        boundary = i == len(ids) or ids[i] == sep_id or (start is not None and docs[i] != docs[start])
-        if boundary and start is not None:
-            best = max(best, (start, i), key=lambda run: run[1] - run[0])
-            start = None
-        if i < len(ids) and ids[i] != sep_id and start is None:
-            start = i
-    return best
+    """[start, end) of the longest stretch of one document without a separator in `ids`
+    (the first one on a tie; (0, 0) when there is none)."""
+    real = ids != sep_id
+    breaks = np.ones(len(ids), dtype=bool)  # a run cannot continue into position i
+    breaks[1:] = (docs[1:] != docs[:-1]) | ~real[:-1]
+    starts = np.flatnonzero(real & breaks)
+    if len(starts) == 0:
+        return 0, 0
+    stops = np.append(np.flatnonzero(~real | breaks), len(ids))  # sorted: where runs end
+    ends = stops[np.searchsorted(stops, starts, side="right")]
+    best = int(np.argmax(ends - starts))
+    return int(starts[best]), int(ends[best])
 
 
 def split_point(ids: np.ndarray, start: int, end: int, sentence_ends: np.ndarray, rng: np.random.Generator) -> int:

@@ -66,17 +66,14 @@ def corrupt_spans(tokens: np.ndarray, noise: np.ndarray, sentinels: tuple[int, .
     """(inputs, targets) for one row; span k is replaced by `sentinels[k]` in the input and
     introduced by it in the target."""
     span_starts = noise & ~np.concatenate([[False], noise[:-1]])
-    span_index = np.cumsum(span_starts) - 1  # index of the noise span each token is in
-    inputs, targets = [], []
-    for token, is_noise, is_start, span in zip(tokens, noise, span_starts, span_index, strict=True):
-        if not is_noise:
-            inputs.append(token)
-            continue
-        if is_start:
-            inputs.append(sentinels[span])
-            targets.append(sentinels[span])
-        targets.append(token)
-    return np.array(inputs + [eos], dtype=np.int64), np.array(targets + [eos], dtype=np.int64)
+    span_sentinels = np.asarray(sentinels, dtype=np.int64)[: int(span_starts.sum())]
+    # Input: non-noise tokens, and each span's first position turned into its sentinel.
+    inputs = np.where(span_starts, 0, tokens)
+    inputs[span_starts] = span_sentinels
+    inputs = inputs[~noise | span_starts]
+    # Target: the noise tokens, each span preceded by its sentinel.
+    targets = np.insert(tokens[noise], np.flatnonzero(span_starts[noise]), span_sentinels)
+    return np.append(inputs, eos).astype(np.int64), np.append(targets, eos).astype(np.int64)
 
 
 class T5SpanCorruption(Objective):

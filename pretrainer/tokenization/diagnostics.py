@@ -7,6 +7,7 @@ character it covers (a lone `Ġ` or `▁` belongs to the word that follows it).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -63,29 +64,9 @@ def measure(tokenizer: Tokenizer, kind: str, documents: list[str], block_size: i
 
 
 def _tokens_per_word(text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
-    """(words,) number of tokens attributed to each whitespace word of `text`."""
-    word_of_char = np.full(len(text) + 1, -1, dtype=np.int64)
-    word = -1
-    in_word = False
-    for position, character in enumerate(text):
-        if character.isspace():
-            in_word = False
-            continue
-        if not in_word:
-            word, in_word = word + 1, True
-        word_of_char[position] = word
-    counts = np.zeros(word + 1, dtype=np.int64)
-    following = _next_word_index(word_of_char)
-    for start, _ in offsets:
-        if start < len(text) and following[start] >= 0:
-            counts[following[start]] += 1
-    return counts
-
-
-def _next_word_index(word_of_char: np.ndarray) -> np.ndarray:
-    """For each position, the word at it or, on a space, the next word (-1 after the last)."""
-    following = word_of_char.copy()
-    for position in range(len(following) - 2, -1, -1):
-        if following[position] < 0:
-            following[position] = following[position + 1]
-    return following
+    """(words,) number of tokens attributed to each whitespace word of `text`: a token goes
+    to the first word that ends after its start (its own word, or the next one after a space)."""
+    word_ends = np.array([match.end() for match in re.finditer(r"\S+", text)], dtype=np.int64)
+    starts = np.array([start for start, _ in offsets], dtype=np.int64)
+    words = np.searchsorted(word_ends, starts, side="right")  # (tokens,) word index, len(word_ends) past the end
+    return np.bincount(words[words < len(word_ends)], minlength=len(word_ends))
