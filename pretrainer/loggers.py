@@ -45,6 +45,12 @@ class RunLogger:
         if self._wandb_run is not None:
             self._wandb_run.summary.update(_flatten(summary))
 
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()  # also when the run fails: metrics.jsonl keeps what was logged, wandb is finished
+
     def close(self) -> None:
         self._file.close()
         if self._wandb_run is not None:

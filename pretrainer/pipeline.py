@@ -65,8 +65,7 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
                   f"{packed.train.num_blocks} train / {packed.eval.num_blocks} eval blocks "
                   f"({'cached' if packed.from_cache else 'packed'})")
 
-    logger = RunLogger(run_dir, cfg.logger, run_name, asdict(cfg))
-    try:
+    with RunLogger(run_dir, cfg.logger, run_name, asdict(cfg)) as logger:
         special = SpecialIds.of(tokenizer)
         body = build_body(cfg.arch, tokenizer.get_vocab_size())
         model = PretrainingModel(body, build_objective(cfg.objective, body, special, tokenizer.get_vocab_size()))
@@ -90,8 +89,6 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
         summary["wall_time_s"] = clock.elapsed()
         summary.update(finetune_extras(cfg.finetune, results))
         write_summary(run_dir, summary, logger)
-    finally:
-        logger.close()
     print_results_table(summary)
     return summary
 

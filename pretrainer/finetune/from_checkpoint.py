@@ -49,8 +49,7 @@ def finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
     device = resolve_device(cfg.trainer.device)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
-    logger = RunLogger(run_dir, cfg.logger, cfg.run_name or run_dir.name, asdict(cfg))
-    try:
+    with RunLogger(run_dir, cfg.logger, cfg.run_name or run_dir.name, asdict(cfg)) as logger:
         context = FinetuneContext(device, use_bf16(cfg.trainer.precision, device), _pad_id(tokenizer), logger)
         inits = body_inits(arch, source.vocab_size, source.body_state, cfg.finetune.scratch_baseline)
         info(f"fine-tuning {source.path} ({arch.name})")
@@ -60,8 +59,6 @@ def finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
                    "wall_time_s": clock.elapsed()}
         summary.update(finetune_extras(cfg.finetune, results))
         write_summary(run_dir, summary, logger)
-    finally:
-        logger.close()
     print_results_table(summary)
     return summary
 
