@@ -130,6 +130,9 @@ OBJECTIVE_ARCHS: dict[str, tuple[str, ...]] = {
     "t5_span": ("encoder_decoder",),
     "bart": ("encoder_decoder",),
 }
+# Objectives that read packed blocks as they are, so attention can be kept within each document.
+# NSP/SOP pair segments (attending across the pair is the point); T5/BART rebuild the sequence.
+DOCUMENT_MASK_OBJECTIVES = ("mlm", "wwm", "span_mlm", "electra", "clm", "prefix_lm")
 
 
 @dataclass
@@ -147,6 +150,10 @@ class ObjectiveConfig:
     permute_sentences: bool = True  # bart: shuffle the sentences of each document in the input
     generator_fraction: float = 0.25  # electra: generator width / discriminator width
     discriminator_weight: float = 50.0  # electra: lambda in generator MLM + lambda * discriminator loss
+    # Packed blocks hold several documents: attend only within a token's own document (true),
+    # or across the [SEP] into its neighbours (false, GPT-2 / RoBERTa FULL-SENTENCES).
+    # null: true for DOCUMENT_MASK_OBJECTIVES, false (not applicable) for the others.
+    document_mask: bool | None = None
 
     def __post_init__(self) -> None:
         check_choice("objective.name", self.name, tuple(OBJECTIVE_ARCHS))
@@ -162,6 +169,16 @@ class ObjectiveConfig:
             raise ConfigError(f"objective.max_span_length must be positive, got {self.max_span_length}")
         if self.discriminator_weight <= 0:
             raise ConfigError("objective.discriminator_weight must be positive")
+        if self.document_mask and self.name not in DOCUMENT_MASK_OBJECTIVES:
+            raise ConfigError(f"objective.document_mask=true does not apply to {self.name}; it applies to "
+                              f"{', '.join(DOCUMENT_MASK_OBJECTIVES)}")
+
+    @property
+    def masks_documents(self) -> bool:
+        """Whether attention stays within each packed document (the resolved `document_mask`)."""
+        if self.document_mask is None:
+            return self.name in DOCUMENT_MASK_OBJECTIVES
+        return self.document_mask
 
 
 @dataclass

@@ -209,6 +209,22 @@ def prefix_lm_mask(prefix_lengths: torch.Tensor, length: int) -> torch.Tensor:
     return (causal[None] | in_prefix[:, None, :])[:, None]
 
 
+def same_document_mask(document_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) document index per token -> (B, 1, T, T): a query sees only keys of its own document."""
+    return (document_ids[:, :, None] == document_ids[:, None, :])[:, None]
+
+
+def restrict_to_documents(mask: torch.Tensor | None, is_causal: bool,
+                          document_ids: torch.Tensor) -> torch.Tensor:
+    """`mask` (an SDPA boolean mask or None) and the causal flag, narrowed to each token's own document.
+    Every token sees at least itself, so no attention row is empty."""
+    length = document_ids.shape[1]
+    same = same_document_mask(document_ids)
+    if is_causal:
+        same = same & torch.ones(length, length, dtype=torch.bool, device=same.device).tril()
+    return same if mask is None else mask & same
+
+
 def init_weights(model: nn.Module, cfg: ArchConfig) -> None:
     """Normal(0, init_std) for linear and embedding weights, zero biases; with
     `scaled_residual_init`, GPT-2's scaling of residual-branch outputs by 1/sqrt(2 x layers),
@@ -245,18 +261,28 @@ class TransformerBody(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None,
-                prefix_lengths: torch.Tensor | None = None) -> torch.Tensor:
+                prefix_lengths: torch.Tensor | None = None,
+                document_ids: torch.Tensor | None = None) -> torch.Tensor:
         """`attention_mask` (B, T): True/1 at real tokens. A decoder ignores it: with right
         padding, causal attention never lets a real token see a later pad.
-        `prefix_lengths` (B,): decoder only, the prefix-LM attention pattern."""
+        `prefix_lengths` (B,): decoder only, the prefix-LM attention pattern.
+        `document_ids` (B, T): packed blocks; a token attends only within its own document."""
         x = self.tok_emb(input_ids)  # (B, T, C)
         if self.seg_emb is not None:
             x = x + self.seg_emb(torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids)
+        mask, is_causal = self.attention_pattern(input_ids.shape[1], attention_mask, prefix_lengths)
+        if document_ids is not None:
+            mask, is_causal = restrict_to_documents(mask, is_causal, document_ids), False
+        return self.stack(x, mask, is_causal=is_causal)
+
+    def attention_pattern(self, length: int, attention_mask: torch.Tensor | None,
+                          prefix_lengths: torch.Tensor | None) -> tuple[torch.Tensor | None, bool]:
+        """(SDPA boolean mask or None, is_causal) for this family and batch."""
         if not self.causal:
-            return self.stack(x, key_padding_mask(attention_mask), is_causal=False)
+            return key_padding_mask(attention_mask), False
         if prefix_lengths is not None:
-            return self.stack(x, prefix_lm_mask(prefix_lengths, input_ids.shape[1]), is_causal=False)
-        return self.stack(x, None, is_causal=True)
+            return prefix_lm_mask(prefix_lengths, length), False
+        return None, True
 
 
 class EncoderDecoder(nn.Module):

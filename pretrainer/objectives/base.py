@@ -50,6 +50,12 @@ class Objective(nn.Module):
     def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         raise NotImplementedError
 
+    def document_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, T) index of each token's document within its block: the [SEP] that ends a
+        document belongs to it, and the leading [CLS] to the first."""
+        ends = input_ids == self.special.sep
+        return ends.cumsum(1) - ends.long()
+
     def random_ids(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """Uniform non-special token ids (BERT's 10% random replacements)."""
         return torch.randint(self.special.count, self.vocab_size - len(self.special.sentinels), shape,

@@ -22,13 +22,18 @@ from pretrainer.tokenization import SpecialIds
 class CausalLM(Objective):
     def __init__(self, cfg: ObjectiveConfig, body: nn.Module, special: SpecialIds, vocab_size: int):
         super().__init__(special, vocab_size)
+        self.cfg = cfg
         self.head = lm_head(body, transform=False)
 
     def collate(self, blocks: BlockBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"input_ids": torch.as_tensor(blocks.ids, dtype=torch.long)}  # (B, T); no randomness needed
+        input_ids = torch.as_tensor(blocks.ids, dtype=torch.long)  # (B, T); no randomness needed
+        if self.cfg.masks_documents:
+            return {"input_ids": input_ids, "document_ids": self.document_ids(input_ids)}
+        return {"input_ids": input_ids}
 
     def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
-        hidden = body(batch["input_ids"], batch.get("attention_mask"))  # (B, T, C)
+        hidden = body(batch["input_ids"], batch.get("attention_mask"),
+                      document_ids=batch.get("document_ids"))  # (B, T, C)
         every_position = torch.ones_like(batch["input_ids"][:, 1:], dtype=torch.bool)
         return self.next_token_loss(hidden, batch["input_ids"], every_position)
 
@@ -43,12 +48,13 @@ class CausalLM(Objective):
 
 class PrefixLM(CausalLM):
     def collate(self, blocks: BlockBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        input_ids = torch.as_tensor(blocks.ids, dtype=torch.long)  # (B, T)
+        batch = super().collate(blocks, generator)
+        input_ids = batch["input_ids"]  # (B, T)
         prefix_lengths = torch.randint(1, input_ids.shape[1], (input_ids.shape[0],), generator=generator)
-        return {"input_ids": input_ids, "prefix_lengths": prefix_lengths}
+        return batch | {"prefix_lengths": prefix_lengths}
 
     def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         input_ids, prefix_lengths = batch["input_ids"], batch["prefix_lengths"]
-        hidden = body(input_ids, prefix_lengths=prefix_lengths)  # (B, T, C)
+        hidden = body(input_ids, prefix_lengths=prefix_lengths, document_ids=batch.get("document_ids"))  # (B, T, C)
         target_positions = torch.arange(1, input_ids.shape[1], device=input_ids.device)  # (T-1,)
         return self.next_token_loss(hidden, input_ids, target_positions[None, :] >= prefix_lengths[:, None])

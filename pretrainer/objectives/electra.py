@@ -21,7 +21,7 @@ from torch import nn
 
 from pretrainer.config import ArchConfig, ObjectiveConfig
 from pretrainer.models import LMHead
-from pretrainer.models.transformer import TransformerStack, init_weights, key_padding_mask
+from pretrainer.models.transformer import TransformerStack, init_weights, key_padding_mask, restrict_to_documents
 from pretrainer.objectives.base import ObjectiveOutput
 from pretrainer.objectives.mlm import MaskedLM
 from pretrainer.tokenization import SpecialIds
@@ -45,9 +45,13 @@ class Generator(nn.Module):
         self.stack = TransformerStack(self.cfg, self.cfg.n_layer)
         init_weights(self.stack, self.cfg)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                document_ids: torch.Tensor | None = None) -> torch.Tensor:
         x = self.project(self.embedding(input_ids))
-        return self.stack(x, key_padding_mask(attention_mask), is_causal=False)
+        mask = key_padding_mask(attention_mask)
+        if document_ids is not None:
+            mask = restrict_to_documents(mask, False, document_ids)
+        return self.stack(x, mask, is_causal=False)
 
 
 class Electra(MaskedLM):
@@ -67,11 +71,14 @@ class Electra(MaskedLM):
 
     def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         attention_mask, selected, targets = batch.get("attention_mask"), batch["selected"], batch["targets"]
-        generator_logits = self.head(self.generator(batch["input_ids"], attention_mask)[selected])  # (N, V)
+        document_ids = batch.get("document_ids")
+        generator_hidden = self.generator(batch["input_ids"], attention_mask, document_ids)  # (B, T, C_g)
+        generator_logits = self.head(generator_hidden[selected])  # (N, V)
         generator_loss = F.cross_entropy(generator_logits.float(), targets[selected]) if selected.any() \
             else generator_logits.sum() * 0.0
         corrupted, replaced = self.sample_replacements(generator_logits.detach(), batch)
-        logits = self.discriminator_head(body(corrupted, attention_mask)).squeeze(-1)  # (B, T)
+        hidden = body(corrupted, attention_mask, document_ids=document_ids)  # (B, T, C)
+        logits = self.discriminator_head(hidden).squeeze(-1)  # (B, T)
         scored = ~self.is_special.to(corrupted.device)[targets]  # special and padding tokens never count
         disc_loss = F.binary_cross_entropy_with_logits(logits[scored].float(), replaced[scored].float())
         loss = generator_loss + self.cfg.discriminator_weight * disc_loss

@@ -44,10 +44,15 @@ class MaskedLM(Objective):
         return {"input_ids": corrupted, "targets": input_ids, "selected": selected}
 
     def collate(self, blocks: BlockBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.mask_inputs(blocks, torch.as_tensor(blocks.ids, dtype=torch.long), generator)
+        input_ids = torch.as_tensor(blocks.ids, dtype=torch.long)
+        batch = self.mask_inputs(blocks, input_ids, generator)
+        if self.cfg.masks_documents:
+            batch["document_ids"] = self.document_ids(input_ids)
+        return batch
 
     def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
-        hidden = body(batch["input_ids"], batch.get("attention_mask"))  # (B, T, C)
+        hidden = body(batch["input_ids"], batch.get("attention_mask"),
+                      document_ids=batch.get("document_ids"))  # (B, T, C)
         return self.masked_lm_loss(hidden, batch)
 
     def masked_lm_loss(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
