@@ -1,6 +1,6 @@
 """Does a pretrained body's input embedding know the embedded benchmark's word classes?
 
-    python scripts/embedding_neighbours.py runs/2026-11-26/12-00-00 [more run dirs]
+    python scripts/embedding_neighbours.py runs/2026-11-26/12-00-00 [more run dirs or checkpoints]
 
 For the topic nouns of the synthetic lexicon that the run's tokenizer keeps whole, the
 share whose nearest neighbour (cosine, after removing the mean embedding) has the same
@@ -12,12 +12,13 @@ section means by "the body learned the topic clusters".
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
 
 from pretrainer.data.synthetic.grammar import tables
+from pretrainer.finetune.from_checkpoint import resolve_init
+from pretrainer.training.checkpoint import body_state_dict, load_checkpoint
 
 
 def neighbour_agreement(embedding: torch.Tensor, word_ids: list[int], labels: list[int]) -> float:
@@ -50,12 +51,12 @@ def word_groups() -> dict[str, list[list[str]]]:
     return {"topic": topics, "polarity": polarity}
 
 
-def main(run_dirs: list[str]) -> None:
-    if not run_dirs:
+def main(inits: list[str]) -> None:
+    if not inits:
         raise SystemExit(__doc__)
-    for run_dir in map(Path, run_dirs):
-        state = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["model"]
-        embedding = state["body.tok_emb.weight"]
+    for init in inits:
+        checkpoint, run_dir = resolve_init(init)
+        embedding = body_state_dict(load_checkpoint(checkpoint))["tok_emb.weight"]
         tokenizer = Tokenizer.from_file(str(run_dir / "tokenizer" / "tokenizer.json"))
         scores = []
         for name, groups in word_groups().items():

@@ -383,18 +383,16 @@ def test_tag_count_mismatch_names_file_and_line(tmp_path):
 
 def test_malformed_rows_and_files(tmp_path):
     train, test = _train_and_test(tmp_path, [["a", "x"], ["b", "y"]])
-    (tmp_path / "short.csv").write_text("text_a,label\na,x\nb\n")
-    with pytest.raises(TaskDataError, match=r"short\.csv:3: 1 fields where the header has 2"):
-        load_file_task("t", files_config(tmp_path / "short.csv", test))
-    (tmp_path / "broken.jsonl").write_text('{"text_a": "a", "label": "x"}\n{"text_a": \n')
-    with pytest.raises(TaskDataError, match=r"broken\.jsonl:2: invalid JSON"):
-        load_file_task("t", files_config(tmp_path / "broken.jsonl", test))
-    (tmp_path / "blank.csv").write_text("text_a,label\na, \n")
-    with pytest.raises(TaskDataError, match=r"blank\.csv:2: empty label"):
-        load_file_task("t", files_config(tmp_path / "blank.csv", test))
-    (tmp_path / "data.parquet").write_text("")
-    with pytest.raises(TaskDataError, match=r"finetune\.train_file: .*data\.parquet must end in \.csv, \.tsv, \.jsonl"):
-        load_file_task("t", files_config(tmp_path / "data.parquet", test))
+    bad_train_files = [  # (file, its content, the error naming it)
+        ("short.csv", "text_a,label\na,x\nb\n", r"short\.csv:3: 1 fields where the header has 2"),
+        ("broken.jsonl", '{"text_a": "a", "label": "x"}\n{"text_a": \n', r"broken\.jsonl:2: invalid JSON"),
+        ("blank.csv", "text_a,label\na, \n", r"blank\.csv:2: empty label"),
+        ("data.parquet", "", r"finetune\.train_file: .*data\.parquet must end in \.csv, \.tsv, \.jsonl"),
+    ]
+    for name, content, error in bad_train_files:
+        (tmp_path / name).write_text(content)
+        with pytest.raises(TaskDataError, match=error):
+            load_file_task("t", files_config(tmp_path / name, test))
     with pytest.raises(TaskDataError, match=r"finetune\.test_file: .*missing\.csv is not a file"):
         load_file_task("t", files_config(train, tmp_path / "missing.csv"))
     with pytest.raises(TaskDataError, match=r"eval_size=2 .* leaves none to train on; lower finetune\.eval_size "

@@ -168,7 +168,7 @@ class TransformerStack(nn.Module):
         x, rotary, bias = self._positions(x)
         if bias is not None:  # an additive bias needs an explicit mask: SDPA's is_causal takes none
             if is_causal:
-                mask, is_causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), False
+                mask, is_causal = causal_mask(T, x.device), False
             mask = combine_masks(mask, bias)
         x = self.drop(self.emb_norm(x))
         for block in self.blocks:
@@ -201,12 +201,15 @@ def key_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None
     return attention_mask.bool()[:, None, None, :]
 
 
+def causal_mask(length: int, device: torch.device) -> torch.Tensor:
+    """(T, T) [query, key]: position i sees j when j <= i."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+
+
 def prefix_lm_mask(prefix_lengths: torch.Tensor, length: int) -> torch.Tensor:
     """(B,) prefix lengths -> (B, 1, T, T): position i sees j when j <= i or j is in the prefix."""
-    positions = torch.arange(length, device=prefix_lengths.device)
-    causal = positions[None, :] <= positions[:, None]  # (T, T) [query, key]
-    in_prefix = positions[None, :] < prefix_lengths[:, None]  # (B, T) over keys
-    return (causal[None] | in_prefix[:, None, :])[:, None]
+    in_prefix = torch.arange(length, device=prefix_lengths.device)[None, :] < prefix_lengths[:, None]  # (B, T) keys
+    return (causal_mask(length, prefix_lengths.device)[None] | in_prefix[:, None, :])[:, None]
 
 
 def same_document_mask(document_ids: torch.Tensor) -> torch.Tensor:
@@ -214,15 +217,24 @@ def same_document_mask(document_ids: torch.Tensor) -> torch.Tensor:
     return (document_ids[:, :, None] == document_ids[:, None, :])[:, None]
 
 
-def restrict_to_documents(mask: torch.Tensor | None, is_causal: bool,
-                          document_ids: torch.Tensor) -> torch.Tensor:
-    """`mask` (an SDPA boolean mask or None) and the causal flag, narrowed to each token's own document.
-    Every token sees at least itself, so no attention row is empty."""
-    length = document_ids.shape[1]
+def self_attention_mask(causal: bool, length: int, attention_mask: torch.Tensor | None = None,
+                        prefix_lengths: torch.Tensor | None = None,
+                        document_ids: torch.Tensor | None = None) -> tuple[torch.Tensor | None, bool]:
+    """(SDPA boolean mask or None, is_causal) for one self-attention stack: key padding
+    (bidirectional), causal or prefix-LM (causal), each narrowed to a token's own document
+    when `document_ids` (B, T) is given. Every token sees at least itself, so no row is empty."""
+    if not causal:
+        mask, is_causal = key_padding_mask(attention_mask), False
+    elif prefix_lengths is not None:
+        mask, is_causal = prefix_lm_mask(prefix_lengths, length), False
+    else:
+        mask, is_causal = None, True
+    if document_ids is None:
+        return mask, is_causal
     same = same_document_mask(document_ids)
     if is_causal:
-        same = same & torch.ones(length, length, dtype=torch.bool, device=same.device).tril()
-    return same if mask is None else mask & same
+        same = same & causal_mask(length, same.device)
+    return (same if mask is None else mask & same), False
 
 
 def init_weights(model: nn.Module, cfg: ArchConfig) -> None:
@@ -270,19 +282,9 @@ class TransformerBody(nn.Module):
         x = self.tok_emb(input_ids)  # (B, T, C)
         if self.seg_emb is not None:
             x = x + self.seg_emb(torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids)
-        mask, is_causal = self.attention_pattern(input_ids.shape[1], attention_mask, prefix_lengths)
-        if document_ids is not None:
-            mask, is_causal = restrict_to_documents(mask, is_causal, document_ids), False
+        mask, is_causal = self_attention_mask(self.causal, input_ids.shape[1], attention_mask, prefix_lengths,
+                                              document_ids)
         return self.stack(x, mask, is_causal=is_causal)
-
-    def attention_pattern(self, length: int, attention_mask: torch.Tensor | None,
-                          prefix_lengths: torch.Tensor | None) -> tuple[torch.Tensor | None, bool]:
-        """(SDPA boolean mask or None, is_causal) for this family and batch."""
-        if not self.causal:
-            return key_padding_mask(attention_mask), False
-        if prefix_lengths is not None:
-            return prefix_lm_mask(prefix_lengths, length), False
-        return None, True
 
 
 class EncoderDecoder(nn.Module):

@@ -59,8 +59,7 @@ def infill(tokens: np.ndarray, mask_prob: float, lam: float, mask_id: int,
 
 class BartDenoising(Objective):
     def __init__(self, cfg: ObjectiveConfig, body: nn.Module, special: SpecialIds, vocab_size: int):
-        super().__init__(special, vocab_size)
-        self.cfg = cfg
+        super().__init__(cfg, special, vocab_size)
         self.head = lm_head(body, transform=False)
         self.sentence_ends = np.asarray(special.sentence_ends, dtype=np.int64)
 

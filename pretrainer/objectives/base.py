@@ -26,8 +26,9 @@ class ObjectiveOutput:
 
 
 class Objective(nn.Module):
-    def __init__(self, special: SpecialIds, vocab_size: int):
+    def __init__(self, cfg: ObjectiveConfig, special: SpecialIds, vocab_size: int):
         super().__init__()
+        self.cfg = cfg
         self.special = special
         self.vocab_size = vocab_size
         # A plain CPU tensor, not a buffer: collation runs on the CPU even when the model is on a GPU.
@@ -49,6 +50,14 @@ class Objective(nn.Module):
 
     def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         raise NotImplementedError
+
+    def block_inputs(self, blocks: BlockBatch) -> dict[str, torch.Tensor]:
+        """Packed blocks as they are: `input_ids` (B, T), plus `document_ids` (B, T) when
+        `objective.document_mask` keeps attention within each document."""
+        input_ids = torch.as_tensor(blocks.ids, dtype=torch.long)
+        if self.cfg.masks_documents:
+            return {"input_ids": input_ids, "document_ids": self.document_ids(input_ids)}
+        return {"input_ids": input_ids}
 
     def document_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, T) index of each token's document within its block: the [SEP] that ends a

@@ -21,15 +21,11 @@ from pretrainer.tokenization import SpecialIds
 
 class CausalLM(Objective):
     def __init__(self, cfg: ObjectiveConfig, body: nn.Module, special: SpecialIds, vocab_size: int):
-        super().__init__(special, vocab_size)
-        self.cfg = cfg
+        super().__init__(cfg, special, vocab_size)
         self.head = lm_head(body, transform=False)
 
     def collate(self, blocks: BlockBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        input_ids = torch.as_tensor(blocks.ids, dtype=torch.long)  # (B, T); no randomness needed
-        if self.cfg.masks_documents:
-            return {"input_ids": input_ids, "document_ids": self.document_ids(input_ids)}
-        return {"input_ids": input_ids}
+        return self.block_inputs(blocks)  # no randomness needed
 
     def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         hidden = body(batch["input_ids"], batch.get("attention_mask"),

@@ -21,7 +21,7 @@ from torch import nn
 
 from pretrainer.config import ArchConfig, ObjectiveConfig
 from pretrainer.models import LMHead
-from pretrainer.models.transformer import TransformerStack, init_weights, key_padding_mask, restrict_to_documents
+from pretrainer.models.transformer import TransformerStack, init_weights, self_attention_mask
 from pretrainer.objectives.base import ObjectiveOutput
 from pretrainer.objectives.mlm import MaskedLM
 from pretrainer.tokenization import SpecialIds
@@ -48,9 +48,7 @@ class Generator(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                 document_ids: torch.Tensor | None = None) -> torch.Tensor:
         x = self.project(self.embedding(input_ids))
-        mask = key_padding_mask(attention_mask)
-        if document_ids is not None:
-            mask = restrict_to_documents(mask, False, document_ids)
+        mask, _ = self_attention_mask(False, input_ids.shape[1], attention_mask, document_ids=document_ids)
         return self.stack(x, mask, is_causal=False)
 
 

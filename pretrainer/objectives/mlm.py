@@ -26,8 +26,7 @@ from pretrainer.tokenization import SpecialIds
 
 class MaskedLM(Objective):
     def __init__(self, cfg: ObjectiveConfig, body: nn.Module, special: SpecialIds, vocab_size: int):
-        super().__init__(special, vocab_size)
-        self.cfg = cfg
+        super().__init__(cfg, special, vocab_size)
         self.head = lm_head(body, transform=True)
 
     def select(self, blocks: BlockBatch, input_ids: torch.Tensor,
@@ -44,11 +43,8 @@ class MaskedLM(Objective):
         return {"input_ids": corrupted, "targets": input_ids, "selected": selected}
 
     def collate(self, blocks: BlockBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        input_ids = torch.as_tensor(blocks.ids, dtype=torch.long)
-        batch = self.mask_inputs(blocks, input_ids, generator)
-        if self.cfg.masks_documents:
-            batch["document_ids"] = self.document_ids(input_ids)
-        return batch
+        inputs = self.block_inputs(blocks)
+        return inputs | self.mask_inputs(blocks, inputs["input_ids"], generator)  # input_ids: the corrupted ones
 
     def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         hidden = body(batch["input_ids"], batch.get("attention_mask"),

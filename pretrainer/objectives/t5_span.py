@@ -78,8 +78,7 @@ def corrupt_spans(tokens: np.ndarray, noise: np.ndarray, sentinels: tuple[int, .
 
 class T5SpanCorruption(Objective):
     def __init__(self, cfg: ObjectiveConfig, body: nn.Module, special: SpecialIds, vocab_size: int):
-        super().__init__(special, vocab_size)
-        self.cfg = cfg
+        super().__init__(cfg, special, vocab_size)
         self.head = lm_head(body, transform=False)
 
     @staticmethod
