@@ -4,12 +4,17 @@ library. The only module that imports Hydra."""
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import math
+import os
+import shutil
 import sys
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -21,6 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pretrainer.config import Config, ConfigError, reject_unknown_fields
+from pretrainer.errors import Interrupted, RunDirError, UserError
 from pretrainer.provenance import completed_with
 from pretrainer.sweep_summary import plan_table, sweep_table, tokenizer_table, write_sweep_summary
 
@@ -112,34 +118,96 @@ def run_job(command: Command, cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
         print(f"pretrainer: {_job_label(hydra_cfg)}", flush=True)
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        typed = to_config(cfg)
-        run_dir = Path(hydra_cfg.runtime.output_dir)
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            typed = _as_sweep_job(typed, hydra_cfg)
-            if command.resumable_sweeps and completed_with(run_dir, typed):
-                summary = json.loads((run_dir / "summary.json").read_text())
-                print(f"pretrainer: already completed in {run_dir} (same config): skipped")
+        with hydra_record(run_dir, hydra_cfg.output_subdir):
+            typed = to_config(cfg)
+            if hydra_cfg.mode == RunMode.MULTIRUN:
+                summary = _run_sweep_job(command, _as_sweep_job(typed, hydra_cfg), run_dir)
+                SWEEP_JOBS.append({"job": hydra_cfg.job.num, "overrides": hydra_cfg.job.override_dirname,
+                                   "summary": summary})
+                SWEEP_DIR[:] = [Path(hydra_cfg.sweep.dir)]
             else:
-                summary = command.run(typed, run_dir)
-        else:
-            summary = command.run(typed, run_dir)
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            SWEEP_JOBS.append({"job": hydra_cfg.job.num, "overrides": hydra_cfg.job.override_dirname,
-                               "summary": summary})
-            SWEEP_DIR[:] = [Path(hydra_cfg.sweep.dir)]
+                command.run(typed, run_dir)
     except Exception as error:
+        error = disk_full_as_user_error(error)
         if hydra_cfg.mode != RunMode.MULTIRUN:
-            if isinstance(error, ConfigError):
-                print(f"pretrainer: config error: {error}", file=sys.stderr)
-                raise SystemExit(2) from None
+            if isinstance(error, UserError):
+                fail_line(error)
             raise
         # In a sweep one bad job must not stop the others: report it and go on.
         job = f"job {hydra_cfg.job.num} ({hydra_cfg.job.override_dirname}): {type(error).__name__}: {error}"
-        if not isinstance(error, ConfigError):
+        if not isinstance(error, UserError):
             traceback.print_exc()
         print(f"pretrainer: failed {job}", file=sys.stderr)
         FAILED_JOBS.append(job)
+
+
+@contextmanager
+def hydra_record(run_dir: Path, output_subdir: str | None) -> Iterator[None]:
+    """Hydra writes the composed config, the overrides and its own settings into
+    `<run dir>/.hydra/incoming/` (conf/config.yaml) before a job starts. A fresh run dir takes
+    them as its `.hydra/`; a run dir that already has one keeps it, so a later command on it
+    (a resume) never rewrites what the run was started with: that command is recorded in
+    `.hydra/later/<time>/` when it succeeds, and leaves no trace when it is refused."""
+    incoming = run_dir / output_subdir if output_subdir else None
+    if incoming is None or not incoming.is_dir() or incoming == run_dir / ".hydra":
+        yield
+        return
+    record = incoming.parent
+    if not (record / "config.yaml").is_file():
+        for file in incoming.iterdir():
+            os.replace(file, record / file.name)
+        incoming.rmdir()
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise
+    later = record / "later" / time.strftime("%Y%m%d-%H%M%S")
+    later.parent.mkdir(exist_ok=True)
+    os.replace(incoming, later if not later.exists() else later.with_name(f"{later.name}-{os.getpid()}"))
+
+
+def disk_full_as_user_error(error: Exception) -> Exception:
+    """A full disk (or quota) anywhere in a run, as one line: free space, then resume=true."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {error.filename}" if error.filename else ""
+        return UserError(f"no space left on the device{where}; free some space and rerun "
+                         "(resume=true continues from the last checkpoint)")
+    return error
+
+
+def fail_line(error: UserError, command: str = "") -> NoReturn:
+    """A user error as one line on stderr, and its exit code (see pretrainer.errors)."""
+    kind = "config error: " if type(error) is ConfigError else ""  # subclasses (file errors) say what they are
+    print(f"pretrainer{' ' + command if command else ''}: {kind}{error}", file=sys.stderr)
+    raise SystemExit(error.exit_code) from None
+
+
+def _run_sweep_job(command: Command, cfg: Config, run_dir: Path) -> dict:
+    """A re-run sweep skips a job that finished with the same config and resumes one that was
+    interrupted (its run dir holds checkpoints but no summary) from its newest checkpoint."""
+    if command.resumable_sweeps and completed_with(run_dir, cfg):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        if summary.get("status") == "diverged":
+            print(f"pretrainer: already diverged in {run_dir} (same config): skipped", file=sys.stderr)
+            FAILED_JOBS.append(f"{run_dir}: diverged earlier: {summary.get('error')}")
+        else:
+            print(f"pretrainer: already completed in {run_dir} (same config): skipped")
+        return summary
+    if command.resumable_sweeps and not cfg.resume and has_checkpoints(run_dir):
+        print(f"pretrainer: resuming the unfinished job in {run_dir} from its newest checkpoint")
+        cfg.resume = True
+    return command.run(cfg, run_dir)
+
+
+def has_checkpoints(run_dir: Path) -> bool:
+    from pretrainer.training.checkpoint import list_checkpoints  # torch: only once a job runs
+
+    return bool(list_checkpoints(run_dir / "checkpoints"))
 
 
 def _job_label(hydra_cfg) -> str:
@@ -162,10 +230,15 @@ def sweep_size(args: list[str]) -> int:
     return math.prod(len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1 for o in overrides)
 
 
+# Overrides that do not change what a sweep computes: adding them on a re-run keeps its directory.
+SWEEP_NEUTRAL_KEYS = ("resume", "resume_allow_changes")
+
+
 def stable_sweep_dir(name: str, args: list[str]) -> str:
     """`multirun/<command>-<hash of the overrides>`: the same sweep command lands in the same
-    directory, so a re-run finds (and skips) the jobs that already completed."""
-    key = " ".join(sorted(a for a in args if not a.startswith("-")))
+    directory, so a re-run finds (and skips) the jobs that already completed, and resumes
+    the one that was interrupted."""
+    key = " ".join(sorted(a for a in args if not a.startswith("-") and a.split("=")[0] not in SWEEP_NEUTRAL_KEYS))
     return f"hydra.sweep.dir=multirun/{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
@@ -201,9 +274,9 @@ def run_dir_parser(name: str, description: str, out_help: str) -> argparse.Argum
 
 
 def fail(name: str, error: Exception) -> NoReturn:
-    """A user error of a path command: one line on stderr, exit code 2."""
+    """A user error of a path command: one line on stderr, its exit code (2 for bad input)."""
     print(f"pretrainer {name}: {error}", file=sys.stderr)
-    raise SystemExit(2) from None
+    raise SystemExit(getattr(error, "exit_code", 2)) from None
 
 
 def export_command(args: list[str]) -> None:
@@ -214,7 +287,7 @@ def export_command(args: list[str]) -> None:
 
     try:
         out = export_hf(parsed.run_dir, parsed.out or parsed.run_dir / "hf")
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (UserError, ValueError, FileNotFoundError, ImportError) as error:
         fail("export", error)
     print(f"wrote {out}")
 
@@ -243,16 +316,23 @@ def config_from_dict(values: dict) -> Config:
 
 def reproduce_command(args: list[str]) -> None:
     """`pretrainer reproduce RUN_DIR [--out DIR]`: re-run a run from its manifest and compare."""
-    parsed = run_dir_parser("reproduce", "Re-run a run from its manifest into a new dir and compare the results.",
-                            "where to re-run (default: RUN_DIR-reproduced)").parse_args(args)
-    from pretrainer.provenance import read_manifest, reproduce_run
+    parsed = run_dir_parser("reproduce", "Re-run a run from its manifest into a fresh dir and compare the results.",
+                            "where to re-run: a new or empty dir (default: RUN_DIR-reproduced, "
+                            "-reproduced-2, ... whichever is free)").parse_args(args)
+    from pretrainer.provenance import read_manifest, reproduce_run, reproduction_stages
 
     try:
-        cfg = config_from_dict(read_manifest(parsed.run_dir)["config"])
-    except (FileNotFoundError, ConfigError) as error:
+        stages = [(config_from_dict(stage.config), stage.halt_at_step)
+                  for stage in reproduction_stages(read_manifest(parsed.run_dir))]
+        out = fresh_dir(parsed.out, parsed.run_dir)
+    except UserError as error:
         fail("reproduce", error)
-    out = parsed.out or parsed.run_dir.with_name(parsed.run_dir.name + "-reproduced")
-    problems, exact = reproduce_run(cfg, parsed.run_dir, out)
+    if len(stages) > 1:
+        print(f"pretrainer reproduce: the run was resumed with config changes; replaying it in {len(stages)} legs")
+    try:
+        problems, exact = reproduce_run(stages, parsed.run_dir, out)
+    except UserError as error:
+        fail("reproduce", error)
     rule = "identical (same hardware and package versions)" if exact else "within tolerance (different machine)"
     if problems:
         print(f"pretrainer reproduce: {len(problems)} result(s) differ; required: {rule}", file=sys.stderr)
@@ -262,13 +342,36 @@ def reproduce_command(args: list[str]) -> None:
     print(f"reproduced {parsed.run_dir} in {out}: results {rule}")
 
 
+def fresh_dir(requested: Path | None, run_dir: Path) -> Path:
+    """A reproduction never resumes from or mixes with an earlier one: a new or empty dir."""
+    if requested is not None:
+        if requested.exists() and (not requested.is_dir() or any(requested.iterdir())):
+            raise RunDirError(f"--out {requested} is not an empty dir; a reproduction needs a fresh dir")
+        return requested
+    for attempt in range(1, 1000):
+        candidate = run_dir.with_name(f"{run_dir.name}-reproduced" + (f"-{attempt}" if attempt > 1 else ""))
+        if not candidate.exists():
+            return candidate
+    raise RunDirError(f"no free name for a reproduction next to {run_dir}; pass --out DIR")
+
+
 PATH_COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "export": export_command, "reproduce": reproduce_command, "report": report_command,
 }
 
 
 def main() -> None:
-    args = sys.argv[1:]
+    try:
+        dispatch(sys.argv[1:])
+    except Interrupted as stop:
+        print(f"pretrainer: {stop}", file=sys.stderr)
+        raise SystemExit(stop.exit_code) from None
+    except KeyboardInterrupt:  # Ctrl-C outside a run's handlers (composing a config, between sweep jobs)
+        print("pretrainer: interrupted by SIGINT", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def dispatch(args: list[str]) -> None:
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return

@@ -8,11 +8,11 @@ receives these dataclasses only: it never imports Hydra or OmegaConf.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the valid choices."""
+from pretrainer.errors import ConfigError  # defined with the other user errors; imported from here too
 
 
 def check_choice(field_name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -40,6 +40,9 @@ class TokenizerConfig:
     min_frequency: int = 2  # a merge / piece / word must occur this often in the sample
     sample_documents: int = 50_000  # documents read (streamed) to train the tokenizer
     bpe_dropout: float = 0.0  # bpe: merges skipped with this probability when segmenting the pretraining corpus
+    # Longer documents are cut (at whitespace) into pieces of at most this many characters, for
+    # tokenizer training and when packing: memory stays bounded on a corpus with a huge line.
+    max_document_chars: int = 100_000
     # `pretrainer tokenizer` only (not part of the trained tokenizer):
     show: str | None = None  # a sentence whose segmentation is printed
     diagnostic_documents: int = 2000  # held-out documents measured
@@ -56,12 +59,15 @@ class TokenizerConfig:
                               f" (at least {minimum} with the special tokens)")
         if self.sample_documents < 1 or self.diagnostic_documents < 1:
             raise ConfigError("tokenizer.sample_documents and tokenizer.diagnostic_documents must be at least 1")
+        if self.max_document_chars < 1000:
+            raise ConfigError(f"tokenizer.max_document_chars={self.max_document_chars} is too small (minimum 1000)")
 
     def training_fields(self) -> dict:
         """What the trained tokenizer depends on: the cache key (display options and the
         packing-time dropout are left out)."""
         return {key: getattr(self, key) for key in
-                ("name", "vocab_size", "lowercase", "normalization", "min_frequency", "sample_documents")}
+                ("name", "vocab_size", "lowercase", "normalization", "min_frequency", "sample_documents",
+                 "max_document_chars")}
 
 
 ARCH_NAMES = ("encoder", "decoder", "encoder_decoder")
@@ -189,6 +195,12 @@ class DataConfig:
     block_size: int = 128  # tokens per packed training block, [CLS] included
     eval_fraction: float = 0.02  # share of documents held out for the eval loss
     max_documents: int | None = None  # read at most this many documents (None: all)
+    # Invalid UTF-8 in a text file: strict (an error naming the file and line) | replace (with U+FFFD)
+    decode_errors: str = "strict"
+    # Checking a packed-corpus cache entry when it is opened: sizes (file sizes and metadata) |
+    # full (also the sha256 of every file) | auto (full for entries up to 1 GiB, sizes above).
+    # An entry that fails is rebuilt, never used.
+    verify_cache: str = "auto"
     # synthetic: the embedded benchmark's corpus
     seed: int = 0
     num_documents: int = 14_000
@@ -203,6 +215,10 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_choice("data.source", self.source, ("synthetic", "text_files", "hub"))
+        check_choice("data.decode_errors", self.decode_errors, DECODE_ERRORS)
+        check_choice("data.verify_cache", self.verify_cache, ("auto", "sizes", "full"))
+        if self.max_documents is not None and self.max_documents < 1:
+            raise ConfigError(f"data.max_documents must be positive or null, got {self.max_documents}")
         check_range("data.eval_fraction", self.eval_fraction, 0.0, 0.5)
         if self.block_size < 8:
             raise ConfigError(f"data.block_size={self.block_size} is too small (minimum 8)")
@@ -211,6 +227,10 @@ class DataConfig:
         if self.source == "hub" and not self.name:
             raise ConfigError("data=hub needs data.name=<dataset name or local dataset directory>")
 
+
+DECODE_ERRORS = ("strict", "replace")
+# A task name becomes a directory of the run (predictions/<task>/): a name, never a path.
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 GLUE_TASKS = ("sst2", "cola", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 
@@ -249,12 +269,18 @@ class FinetuneConfig:
     text_b_column: str | None = None  # set for sentence pairs
     label_column: str = "label"
     label_names: list[str] = field(default_factory=list)  # files: the label set (empty: sorted labels of train)
+    decode_errors: str = "strict"  # files: invalid UTF-8 is an error naming file and line (strict) | replace
 
     def __post_init__(self) -> None:
         check_choice("finetune.source", self.source, ("synthetic", "glue", "files"))
         check_choice("finetune.pooling", self.pooling, ("mean", "first", "decoder"))
         check_choice("finetune.mode", self.mode, ("full", "linear_probe", "aux_lm"))
         check_choice("finetune.task_type", self.task_type, ("classification", "regression", "tagging"))
+        check_choice("finetune.decode_errors", self.decode_errors, DECODE_ERRORS)
+        for task in self.tasks:
+            if not TASK_NAME.fullmatch(str(task)):
+                raise ConfigError(f"finetune.tasks: {task!r} is not a task name (letters, digits, '_', '.', '-'; "
+                                  "it names a directory of the run, so never a path)")
         if self.source == "synthetic":
             from pretrainer.data.synthetic import TASK_NAMES  # light: the generator has no heavy imports
 
@@ -304,7 +330,12 @@ class TrainerConfig:
     eval_every: int = 300  # steps between eval-loss measurements
     eval_batches: int = 8  # batches of held-out blocks per eval
     log_every: int = 10  # steps between metrics.jsonl lines
-    checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
+    checkpoint_every: int = 100  # steps between checkpoints (0: only at the end and on SIGINT/SIGTERM)
+    keep_checkpoints: int = 2  # the newest checkpoints kept; resume falls back to an older one if the newest is bad
+    # A non-finite loss or gradient norm: fail (stop, save the last good state, exit code 3) |
+    # skip (drop the step: weights, optimizer moments and lr unchanged; fail after max_skips in a row)
+    nonfinite: str = "fail"
+    max_skips: int = 5
 
     @property
     def budget_kind(self) -> str:
@@ -314,14 +345,28 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         check_choice("trainer.precision", self.precision, ("auto", "fp32", "bf16"))
         check_choice("trainer.schedule", self.schedule, ("cosine", "linear", "constant"))
+        check_choice("trainer.nonfinite", self.nonfinite, ("fail", "skip"))
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"trainer.device={self.device!r} is not valid; choose auto, cpu, cuda, cuda:N or mps")
         if self.max_steps is None and self.max_tokens is None and self.max_flops is None:
             raise ConfigError("set a pretraining budget: trainer.max_steps, trainer.max_tokens or trainer.max_flops")
-        for key in ("batch_size", "grad_accum", "eval_every", "eval_batches", "log_every"):
+        for key in ("batch_size", "grad_accum", "eval_every", "eval_batches", "log_every", "keep_checkpoints",
+                    "max_skips"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"trainer.{key} must be positive, got {getattr(self, key)}")
+        for key in ("max_steps", "max_tokens", "max_flops"):
+            value = getattr(self, key)
+            if value is not None and not (value >= 1 and math.isfinite(value)):
+                raise ConfigError(f"trainer.{key} must be positive (or null), got {value}")
+        for key in ("warmup_steps", "checkpoint_every", "grad_clip", "weight_decay"):
+            value = getattr(self, key)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"trainer.{key} must be >= 0, got {value}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"trainer.lr must be positive, got {self.lr}")
         check_range("trainer.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_range("trainer.beta1", self.beta1, 0.0, 0.999999)
+        check_range("trainer.beta2", self.beta2, 0.0, 0.999999)
 
 
 @dataclass
@@ -368,11 +413,31 @@ class Config:
     seed: int = 0  # the run's seed: trainer.seed and finetune.seed follow it unless set themselves
     cache_dir: str = "~/.cache/pretrainer"  # tokenizer and tokenized-corpus caches
     run_name: str | None = None  # shown in logs and wandb; default: the run's overrides
-    resume: bool = False  # continue from <run dir>/checkpoints/last.pt when it exists
+    resume: bool = False  # continue from the newest good checkpoint in <run dir>/checkpoints/ when there is one
+    # Config keys (or groups: `trainer` covers trainer.*) that may differ from the checkpoint's
+    # on resume; any other change that alters results is refused. Recorded in manifest.json.
+    resume_allow_changes: list[str] = field(default_factory=list)
     init: str | None = None  # `pretrainer finetune`: a run dir or checkpoint to fine-tune from
 
     def __post_init__(self) -> None:
         check_cross_group(self)
+        valid = field_paths(self)
+        for key in self.resume_allow_changes:
+            if key not in valid:
+                raise ConfigError(f"resume_allow_changes: {key!r} is not a config key or group; e.g. trainer.lr, "
+                                  f"trainer.max_steps or trainer (groups: {', '.join(f.name for f in fields(self))})")
+
+
+def field_paths(obj: object, prefix: str = "") -> set[str]:
+    """Every dotted key of a config dataclass, groups included: {"trainer", "trainer.lr", ...}."""
+    paths: set[str] = set()
+    for f in fields(obj):
+        path = f"{prefix}{f.name}"
+        paths.add(path)
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            paths |= field_paths(value, f"{path}.")
+    return paths
 
 
 def check_cross_group(cfg: Config) -> None:

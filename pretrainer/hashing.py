@@ -28,17 +28,33 @@ def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory, then rename over `path`."""
+    """Write UTF-8 through a temporary file in the same directory, flushed to disk, then rename
+    over `path`: a reader sees the old file or the new one, never a part. On any failure (a
+    full disk, an interrupt) the temporary file is removed and `path` is left as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it private; the file is as open() would make it
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())  # the data is on disk before the rename makes it visible
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def publish_dir_atomic(staging: Path, final: Path) -> None:
     """Move a fully written staging directory into place; a concurrent winner is kept."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private: a shared cache is read by others
     try:
         os.replace(staging, final)
     except OSError:  # another process published the same content first

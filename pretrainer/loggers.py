@@ -4,6 +4,7 @@ and a console progress bar plus the final results table."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -18,11 +19,17 @@ from pretrainer.config import LoggerConfig
 from pretrainer.hashing import write_text_atomic
 
 console = Console()
+error_console = Console(stderr=True)
 
 
 def info(message: str) -> None:
     """A dim status line; the text is escaped so brackets in overrides print literally."""
     console.print(escape(message), style="dim")
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr: something was wrong and was handled (a rebuilt cache, a skipped step)."""
+    error_console.print(escape(f"warning: {message}"), style="yellow", soft_wrap=True)  # one line, never wrapped
 
 
 class RunLogger:
@@ -34,7 +41,7 @@ class RunLogger:
         self._wandb_run = _start_wandb(run_dir, cfg, run_name, config) if cfg.name == "wandb" else None
 
     def log(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(json.dumps(json_safe(record)[0], allow_nan=False) + "\n")
         if self._wandb_run is not None:
             # finetune/topic/scratch/loss: one chart per task and initialisation
             prefix = "/".join(str(record[k]) for k in ("phase", "task", "init") if k in record)
@@ -128,9 +135,34 @@ def print_key_values(title: str, rows: list[tuple[str, str]]) -> None:
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any], logger: RunLogger) -> None:
-    """`summary.json` in the run dir (atomically) and the logger's run summary."""
-    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
-    logger.summarize(summary)
+    """`summary.json` in the run dir (atomically) and the logger's run summary. Strict JSON:
+    a NaN or infinite value is written as null and listed under `nonfinite` (path -> value)."""
+    safe, nonfinite = json_safe(summary)
+    if nonfinite:
+        safe["nonfinite"] = nonfinite
+    write_text_atomic(run_dir / "summary.json", json.dumps(safe, indent=2, allow_nan=False))
+    logger.summarize(safe)
+
+
+def json_safe(tree: Any, path: str = "") -> tuple[Any, dict[str, str]]:
+    """(`tree` with every NaN / inf float replaced by None, {"a/b/0": "nan", ...} of what was replaced)."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None, {path: str(tree)}
+    found: dict[str, str] = {}
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out[key], more = json_safe(value, f"{path}/{key}" if path else str(key))
+            found.update(more)
+        return out, found
+    if isinstance(tree, (list, tuple)):
+        items = []
+        for i, value in enumerate(tree):
+            item, more = json_safe(value, f"{path}/{i}" if path else str(i))
+            items.append(item)
+            found.update(more)
+        return items, found
+    return tree, found
 
 
 def print_results_table(summary: dict[str, Any]) -> None:

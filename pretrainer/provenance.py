@@ -14,26 +14,45 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from pretrainer.config import Config
+from pretrainer.errors import RunDirError
 from pretrainer.hashing import fingerprint, write_text_atomic
 
 PACKAGES = ("pretrainer", "torch", "tokenizers", "datasets", "hydra-core", "omegaconf", "numpy", "scikit-learn",
             "scipy", "wandb", "transformers")
-# Fields that name or place a run but cannot change its results.
-NOT_RESULT_FIELDS = ("run_name", "cache_dir", "resume", "logger", "plan")
+# Config keys (or groups) that name, place, log or checkpoint a run but cannot change its results:
+# left out of the config fingerprint, and free to change on resume.
+RESULT_NEUTRAL_KEYS = ("run_name", "cache_dir", "resume", "resume_allow_changes", "init", "logger", "plan",
+                       "trainer.log_every", "trainer.checkpoint_every", "trainer.keep_checkpoints",
+                       "data.verify_cache", "finetune.save_predictions", "tokenizer.show",
+                       "tokenizer.diagnostic_documents")
 
 
 def config_fingerprint(cfg: Config) -> str:
     """Hash of everything in the config that can change a run's results."""
-    values = {k: v for k, v in asdict(cfg).items() if k not in NOT_RESULT_FIELDS}
+    values = {k: v for k, v in flatten(asdict(cfg)).items() if not in_groups(k, RESULT_NEUTRAL_KEYS)}
     return fingerprint("config", values)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted key -> value (lists and tuples are values, as lists)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def in_groups(key: str, entries: tuple[str, ...] | list[str]) -> bool:
+    """`key` is one of `entries` or lies in one of them as a group (`trainer` holds `trainer.lr`)."""
+    return any(key == entry or key.startswith(f"{entry}.") for entry in entries)
 
 
 def git_state() -> dict[str, Any]:
@@ -63,6 +82,8 @@ def package_versions() -> dict[str, str | None]:
 
 
 def hardware() -> dict[str, Any]:
+    import torch  # here, not at the top: reading a manifest needs no torch
+
     gpus = range(torch.cuda.device_count()) if torch.cuda.is_available() else []
     cuda = [torch.cuda.get_device_name(i) for i in gpus]
     return {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
@@ -93,8 +114,14 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "manifest.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: not a pretrainer run dir (or one from before manifests)")
-    return json.loads(path.read_text())
+        raise RunDirError(f"{path} does not exist: not a pretrainer run dir (or one from before manifests)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunDirError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(manifest, dict) or "config" not in manifest:
+        raise RunDirError(f"{path} is not a pretrainer manifest (no config)")
+    return manifest
 
 
 def completed_with(run_dir: Path, cfg: Config) -> bool:
@@ -102,8 +129,8 @@ def completed_with(run_dir: Path, cfg: Config) -> bool:
     if not (run_dir / "summary.json").is_file():
         return False
     try:
-        return read_manifest(run_dir)["config_fingerprint"] == config_fingerprint(cfg)
-    except (FileNotFoundError, KeyError, ValueError):
+        return read_manifest(run_dir).get("config_fingerprint") == config_fingerprint(cfg)
+    except RunDirError:
         return False
 
 
@@ -153,15 +180,50 @@ def same_machine(original: dict[str, Any], current: dict[str, Any]) -> bool:
     return original.get("hardware") == current.get("hardware") and original.get("packages") == current.get("packages")
 
 
-def reproduce_run(cfg: Config, original_dir: Path, new_dir: Path) -> tuple[list[str], bool]:
-    """Re-run `original_dir`'s config (`cfg`, rebuilt from its manifest) into `new_dir` and
-    compare the results. Returns (differences, whether exact equality was required)."""
+@dataclass
+class Stage:
+    """One leg of a reproduction: the config to train with, and the step to halt at (None: to the end)."""
+
+    config: dict[str, Any]  # resolved config as a plain dict
+    halt_at_step: int | None
+
+
+def reproduction_stages(manifest: dict[str, Any]) -> list[Stage]:
+    """The legs a run went through: one for a run never resumed with changes; otherwise the
+    original config up to the first amended resume, then each amended config from there.
+    Resumes without changes need no leg of their own: resuming is bit-exact."""
+    config = json.loads(json.dumps(manifest["config"]))  # a deep copy
+    config.update(resume=False, resume_allow_changes=[])
+    stages = []
+    for amendment in manifest.get("resumes", []):
+        if not amendment.get("changes"):
+            continue
+        stages.append(Stage(json.loads(json.dumps(config)), amendment["from_step"]))
+        for key, change in amendment["changes"].items():
+            set_dotted(config, key, change["to"])
+        config.update(resume=True, resume_allow_changes=list(amendment["changes"]))
+    return [*stages, Stage(config, None)]
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def reproduce_run(stages: list[tuple[Config, int | None]], original_dir: Path,
+                  new_dir: Path) -> tuple[list[str], bool]:
+    """Re-run `original_dir` into the fresh `new_dir` through its stages (typed configs
+    and halting steps, from `reproduction_stages`) and compare the results. Returns
+    (differences, whether exact equality was required)."""
     from pretrainer.pipeline import train
 
     original_manifest = read_manifest(original_dir)
     summary_path = original_dir / "summary.json"
     if not summary_path.is_file():
-        raise FileNotFoundError(f"{summary_path} does not exist: the original run did not finish")
-    rerun = train(cfg, new_dir)
+        raise RunDirError(f"{summary_path} does not exist: the original run did not finish")
+    for cfg, halt_at_step in stages:
+        rerun = train(cfg, new_dir, halt_at_step=halt_at_step)
     exact = same_machine(original_manifest, read_manifest(new_dir))
     return compare_results(json.loads(summary_path.read_text()), rerun, exact), exact

@@ -17,8 +17,9 @@ import torch
 from tokenizers import Tokenizer
 
 from pretrainer.data.synthetic.grammar import tables
-from pretrainer.finetune.from_checkpoint import resolve_init
-from pretrainer.training.checkpoint import body_state_dict, load_checkpoint
+from pretrainer.errors import UserError
+from pretrainer.tokenization import read_tokenizer
+from pretrainer.training.checkpoint import body_state_dict, resolve_checkpoint
 
 
 def neighbour_agreement(embedding: torch.Tensor, word_ids: list[int], labels: list[int]) -> float:
@@ -54,15 +55,23 @@ def word_groups() -> dict[str, list[list[str]]]:
 def main(inits: list[str]) -> None:
     if not inits:
         raise SystemExit(__doc__)
-    for init in inits:
-        checkpoint, run_dir = resolve_init(init)
-        embedding = body_state_dict(load_checkpoint(checkpoint))["tok_emb.weight"]
-        tokenizer = Tokenizer.from_file(str(run_dir / "tokenizer" / "tokenizer.json"))
-        scores = []
-        for name, groups in word_groups().items():
-            ids, labels = single_token_words(tokenizer, groups)
-            scores.append(f"{name} {neighbour_agreement(embedding, ids, labels):.3f} ({len(ids)} words)")
-        print(f"{run_dir}: nearest neighbour shares the class: " + ", ".join(scores))
+    try:
+        for init in inits:
+            print_agreement(init)
+    except UserError as error:  # a missing, corrupt or unsafe checkpoint: one line, no traceback
+        raise SystemExit(f"embedding_neighbours: {error}") from None
+
+
+def print_agreement(init: str) -> None:
+    """One line: the share of topic / polarity words whose nearest embedding shares their class."""
+    _, payload, run_dir = resolve_checkpoint(init)  # verified, weights-only
+    embedding = body_state_dict(payload)["tok_emb.weight"]
+    tokenizer = read_tokenizer(run_dir / "tokenizer" / "tokenizer.json")
+    scores = []
+    for name, groups in word_groups().items():
+        ids, labels = single_token_words(tokenizer, groups)
+        scores.append(f"{name} {neighbour_agreement(embedding, ids, labels):.3f} ({len(ids)} words)")
+    print(f"{run_dir}: nearest neighbour shares the class: " + ", ".join(scores))
 
 
 if __name__ == "__main__":

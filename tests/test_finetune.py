@@ -12,6 +12,7 @@ import torch
 
 from pretrainer.config import ArchConfig, ConfigError, FinetuneConfig, LoggerConfig, TokenizerConfig
 from pretrainer.data.examples import LabeledExample, TaskSplits
+from pretrainer.errors import CheckpointError
 from pretrainer.finetune.classifier import TaskModel, causal_lm_loss
 from pretrainer.finetune.metrics import glue_average, glue_score, task_metrics
 from pretrainer.finetune.recipe import FinetuneContext, finetune
@@ -185,13 +186,13 @@ def test_finetune_command_reuses_a_checkpoint(compose_config, tmp_path):
     cfg = compose_config(f"init={pretrained}", "finetune.tasks=[sentiment]", "finetune.train_size=40",
                          "finetune.eval_size=30", "finetune.epochs=1", "finetune.scratch_baseline=false")
     summary = finetune_checkpoint(cfg, tmp_path / "ft")
-    assert summary["init"].endswith("last.pt") and "scratch" not in summary["finetune"]["sentiment"]
+    assert summary["init"].endswith("step_00000004.pt") and "scratch" not in summary["finetune"]["sentiment"]
     assert (tmp_path / "ft" / "summary.json").is_file()
     (pretrained / "tokenizer" / "tokenizer.json").write_text(
         train_tokenizer(TokenizerConfig(name="word", vocab_size=50), iter(["a b c"] * 3)).to_str())
     with pytest.raises(ConfigError, match="fingerprint"):
         finetune_checkpoint(cfg, tmp_path / "ft2")
-    with pytest.raises(ConfigError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no such run dir or checkpoint"):
         finetune_checkpoint(compose_config(f"init={tmp_path / 'missing'}"), tmp_path / "ft3")
 
 

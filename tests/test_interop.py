@@ -74,8 +74,8 @@ def make_run(run_dir: Path, arch: ArchConfig, objective: str | None = None) -> P
     body = build_body(arch, VOCAB)
     model = PretrainingModel(body, build_objective(objective_cfg, body, SPECIAL, VOCAB))
     perturb_norms(model)
-    save_checkpoint(run_dir / "checkpoints" / "last.pt", {
-        "model": model.state_dict(), "config": {"arch": asdict(arch), "objective": asdict(objective_cfg)}})
+    save_checkpoint(run_dir / "checkpoints", 0, {
+        "model": model.state_dict(), "config": {"arch": asdict(arch), "objective": asdict(objective_cfg)}}, keep=1)
     write_tokenizer(run_dir / "tokenizer" / "tokenizer.json")
     return model.eval()
 

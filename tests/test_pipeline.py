@@ -14,10 +14,15 @@ import torch
 
 from pretrainer.pipeline import train
 from pretrainer.training import loop
-from pretrainer.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from pretrainer.training.checkpoint import CHECKPOINT_FORMAT, resolve_checkpoint
 from tests.conftest import TINY
 
 SMALL_DATA = ["data.num_documents=300", "finetune.train_size=40", "finetune.eval_size=40", "finetune.epochs=2"]
+
+
+def newest_checkpoint(run_dir: Path) -> dict:
+    """The payload of a run's newest (verified) checkpoint."""
+    return resolve_checkpoint(str(run_dir))[1]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -49,7 +54,7 @@ def test_train_writes_the_run_dir_and_loss_goes_down(compose_config, tmp_path):
             assert 0.0 <= result["test"]["accuracy"] <= 1.0 and 1 <= result["best_epoch"] <= 2
     assert "macro_f1" in summary["finetune"]["entailment"]["pretrained"]["test"]  # 3 classes
 
-    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    checkpoint = newest_checkpoint(run_dir)
     assert checkpoint["format"] == CHECKPOINT_FORMAT
     assert checkpoint["train_state"]["step"] == 60
     assert checkpoint["tokenizer_fingerprint"] == summary["tokenizer"]["fingerprint"]
@@ -84,12 +89,12 @@ def test_interrupted_run_keeps_its_checkpoint_and_resumes_exactly(compose_config
     monkeypatch.setattr(loop, "_optimizer_step", crash_at_step_4)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, run_dir)
-    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["train_state"]["step"] == 3
+    assert newest_checkpoint(run_dir)["train_state"]["step"] == 3
     monkeypatch.setattr(loop, "_optimizer_step", real_step)
     train(cfg, run_dir)
 
-    straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
-    resumed = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    straight = newest_checkpoint(tmp_path / "straight")
+    resumed = newest_checkpoint(run_dir)
     assert resumed["train_state"]["step"] == 6
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
@@ -184,7 +189,7 @@ def test_objectives_with_their_own_bodies_fine_tune_end_to_end(compose_config, t
     tokenizer = Tokenizer.from_file(str(tmp_path / "run" / "tokenizer" / "tokenizer.json"))
     has_sentinels = tokenizer.token_to_id("<extra_id_0>") is not None
     assert has_sentinels == (objective == "t5_span")
-    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    checkpoint = newest_checkpoint(tmp_path / "run")
     assert any(k.startswith("objective.generator.") for k in checkpoint["model"]) == (objective == "electra")
 
 

@@ -11,27 +11,33 @@ tokenizer's own pre-tokenization (`Encoding.word_ids`), so whole-word and span m
 work for every tokenizer family without guessing from `##` or `Ġ` markers.
 
 The cache entry (token and word-start files per split, `meta.json`) is keyed by the
-corpus content hash, the tokenizer fingerprint and the eval split, not by the block size:
-the streams are cut into blocks when read. It is written to a staging directory and
-renamed into place, so a crash never leaves a half-written entry.
+corpus content hash, the tokenizer fingerprint, the eval split and `max_document_chars`
+(a cut that is not at a space can change the ids), not by the block size: the streams are
+cut into blocks when read. How an entry is written, and verified before use (an entry that
+fails is set aside and rebuilt, never used), is in `pretrainer/data/packing.py`.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
-from pretrainer.hashing import fingerprint, publish_dir_atomic
+from pretrainer.data.packing import BLOCKS_FORMAT, discard, is_eval_document, pack_to_cache, token_dtype, verified_meta
+from pretrainer.errors import ConfigError
+from pretrainer.hashing import fingerprint
+from pretrainer.loggers import warn
 
-ENCODE_BATCH_DOCUMENTS = 1000
+__all__ = ["BlockBatch", "BlockSet", "CacheCorruptError", "PackedCorpus", "epoch_order_indices", "is_eval_document",
+           "load_or_pack"]
+
+
+class CacheCorruptError(ConfigError):
+    """A cached file holds data it cannot hold (a token id outside the vocabulary); the
+    message names the file."""
 
 
 @dataclass
@@ -63,6 +69,8 @@ class BlockSet:
     word_starts: np.ndarray  # (num_blocks, block_size - 1) uint8 view of the word-start file
     cls_id: int
     sep_id: int
+    vocab_size: int | None = None  # when given, `gather` refuses ids >= vocab_size (a corrupt file)
+    source: Path | None = None  # the token file, named by that error
     _row_first_doc: np.ndarray | None = None
 
     @property
@@ -76,10 +84,23 @@ class BlockSet:
     def gather(self, indices: np.ndarray) -> BlockBatch:
         """Blocks at `indices`, `[CLS]` first: arrays of (len(indices), block_size)."""
         rows = self.stream[indices].astype(np.int64)  # (B, T-1)
+        if self.vocab_size is not None:
+            self._check_ids(indices, rows)
         cls_column = np.full((len(indices), 1), self.cls_id, dtype=np.int64)
         ids = np.concatenate([cls_column, rows], axis=1)
         starts = np.concatenate([np.ones_like(cls_column, dtype=bool), self.word_starts[indices] > 0], axis=1)
         return BlockBatch(ids, starts, _compute_doc_ids=lambda: self._doc_ids(indices, rows))
+
+    def _check_ids(self, indices: np.ndarray, rows: np.ndarray) -> None:
+        """Out-of-range ids would fail deep inside the model (an IndexError mid-training)."""
+        if rows.size == 0 or rows.max() < self.vocab_size:
+            return
+        row, column = np.argwhere(rows >= self.vocab_size)[0]
+        entry = self.source.parent if self.source else "its cache entry"
+        raise CacheCorruptError(
+            f"{self.source}: token id {rows[row, column]} in block {indices[row]} is outside the vocabulary "
+            f"({self.vocab_size} tokens): the cache file is corrupt; delete {entry} or set data.verify_cache=full "
+            "to have it verified and rebuilt")
 
     def _doc_ids(self, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """A token's document: documents begun before its row, plus the [SEP]s before it in the row."""
@@ -113,19 +134,33 @@ class PackedCorpus:
 
 def load_or_pack(
     documents: Iterable[str], tokenizer: Tokenizer, corpus_fingerprint: str, tokenizer_fingerprint: str,
-    block_size: int, eval_fraction: float, cache_dir: Path,
+    block_size: int, eval_fraction: float, cache_dir: Path, *, verify: str = "auto",
+    max_document_chars: int = 100_000,
 ) -> PackedCorpus:
-    key = fingerprint("blocks-v2", corpus_fingerprint, tokenizer_fingerprint, eval_fraction)
+    """The corpus packed for `tokenizer`: from the cache when a verified entry exists, else packed now.
+
+    `verify` (data.verify_cache): "sizes" checks meta.json and every file's size; "full" also
+    every file's sha256; "auto" is full up to `FULL_VERIFY_MAX_BYTES`. Sizes do not catch flipped
+    bytes; a flip that makes an id out of range is still caught when the blocks are gathered.
+    """
+    if verify not in ("auto", "sizes", "full"):
+        raise ConfigError(f"data.verify_cache={verify!r} is not one of: auto, sizes, full")
+    key = fingerprint(BLOCKS_FORMAT, corpus_fingerprint, tokenizer_fingerprint, eval_fraction, max_document_chars)
     entry = cache_dir / "blocks" / key
-    from_cache = (entry / "meta.json").is_file()
-    if not from_cache:
-        _pack_to_cache(documents, tokenizer, eval_fraction, entry)
-    meta = json.loads((entry / "meta.json").read_text())
+    dtype = token_dtype(tokenizer.get_vocab_size())
+    meta, problem = verified_meta(entry, dtype, verify)
+    if problem is not None:
+        warn(f"cache entry {entry} failed verification ({problem}); rebuilding")
+        discard(entry)
+    from_cache = meta is not None
+    if meta is None:
+        meta = pack_to_cache(documents, tokenizer, eval_fraction, entry, max_document_chars)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
 
     def blocks(split: str) -> BlockSet:
         return BlockSet(_block_view(entry / f"{split}.bin", meta["dtype"], block_size),
-                        _block_view(entry / f"{split}.words.bin", "uint8", block_size), cls_id, sep_id)
+                        _block_view(entry / f"{split}.words.bin", "uint8", block_size), cls_id, sep_id,
+                        vocab_size=tokenizer.get_vocab_size(), source=entry / f"{split}.bin")
 
     return PackedCorpus(
         train=blocks("train"),
@@ -133,58 +168,6 @@ def load_or_pack(
         from_cache=from_cache,
         cache_entry=entry,
     )
-
-
-def _token_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32)
-
-
-def _pack_to_cache(documents: Iterable[str], tokenizer: Tokenizer, eval_fraction: float, entry: Path) -> None:
-    dtype = _token_dtype(tokenizer.get_vocab_size())
-    sep_id = tokenizer.token_to_id("[SEP]")
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
-    counts = {"train": 0, "eval": 0, "documents": 0}
-    names = ("train.bin", "train.words.bin", "eval.bin", "eval.words.bin")
-    files = {name: open(staging / name, "wb") for name in names}
-    try:
-        for start, batch in _batches(documents, ENCODE_BATCH_DOCUMENTS):
-            encodings = tokenizer.encode_batch(batch, add_special_tokens=False)
-            for offset, encoding in enumerate(encodings):
-                split = "eval" if is_eval_document(start + offset, eval_fraction) else "train"
-                ids = np.asarray(encoding.ids + [sep_id], dtype=dtype)
-                ids.tofile(files[f"{split}.bin"])
-                _word_starts(encoding.word_ids).tofile(files[f"{split}.words.bin"])
-                counts[split] += len(ids)
-            counts["documents"] += len(batch)
-    finally:
-        for file in files.values():
-            file.close()
-    meta = {"dtype": dtype.name, "train_tokens": counts["train"], "eval_tokens": counts["eval"],
-            "documents": counts["documents"]}
-    (staging / "meta.json").write_text(json.dumps(meta, indent=2))
-    publish_dir_atomic(staging, entry)
-
-
-def _word_starts(word_ids: list[int | None]) -> np.ndarray:
-    """(n + 1,) uint8: 1 where a token begins a new pre-tokenized word; the final 1 is the [SEP]."""
-    words = np.array([-1 if w is None else w for w in word_ids], dtype=np.int64)
-    starts = np.ones(len(words) + 1, dtype=np.uint8)
-    starts[1:len(words)] = (words[1:] != words[:-1]) | (words[1:] == -1)
-    return starts
-
-
-def _batches(documents: Iterable[str], size: int) -> Iterator[tuple[int, list[str]]]:
-    iterator = iter(documents)
-    start = 0
-    while batch := list(islice(iterator, size)):
-        yield start, batch
-        start += len(batch)
-
-
-def is_eval_document(index: int, eval_fraction: float) -> bool:
-    """Spread held-out documents evenly: document i is eval when the running quota ticks."""
-    return math.floor((index + 1) * eval_fraction) > math.floor(index * eval_fraction)
 
 
 def _block_view(path: Path, dtype_name: str, block_size: int) -> np.ndarray:

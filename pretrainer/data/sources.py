@@ -1,7 +1,9 @@
 """Corpus sources: the embedded synthetic benchmark, local text files, a hub dataset.
 
 Each source yields documents (str) in a fixed order and has a content fingerprint, so
-caches built from it are reused exactly when the text is the same.
+caches built from it are reused exactly when the text is the same. Local files are decoded
+by `pretrainer.data.text.decoded_lines` (`data.decode_errors`); the setting is not part of
+the fingerprint: strict either fails or reads the same text as replace.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from pretrainer.config import ConfigError, DataConfig
+from pretrainer.config import DataConfig
+from pretrainer.data.text import decoded_lines
+from pretrainer.errors import ConfigError
 from pretrainer.hashing import file_sha256, fingerprint
 
 SYNTHETIC_GENERATOR_VERSION = 1  # bump when the generator's output changes
 
 
-class CorpusFormatError(ValueError):
-    """A corpus file cannot be read; the message names the file and line."""
+class CorpusFormatError(ConfigError):
+    """A corpus file cannot be read; the message names the file and line. A ConfigError (and so
+    a ValueError), so the CLI reports it in one line without a traceback."""
 
 
 @dataclass
@@ -60,21 +65,20 @@ def _text_files(cfg: DataConfig) -> Corpus:
 
     def iterate() -> Iterator[str]:
         for path in paths:
-            yield from _read_text_file(path, cfg.text_column)
+            yield from _read_text_file(path, cfg.text_column, cfg.decode_errors)
 
     return Corpus(key, iterate)
 
 
-def _read_text_file(path: Path, text_column: str) -> Iterator[str]:
+def _read_text_file(path: Path, text_column: str, decode_errors: str = "strict") -> Iterator[str]:
     """Stream one file: `.txt` has a document per non-empty line, `.jsonl` an object per line."""
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            if path.suffix == ".txt":
-                yield line.rstrip("\n")
-                continue
-            yield _jsonl_text(line, text_column, path, line_number)
+    for line_number, line in decoded_lines(path, decode_errors, "data.decode_errors", CorpusFormatError):
+        if not line.strip():
+            continue
+        if path.suffix == ".txt":
+            yield line.rstrip("\r\n")
+            continue
+        yield _jsonl_text(line, text_column, path, line_number)
 
 
 def _jsonl_text(line: str, text_column: str, path: Path, line_number: int) -> str:

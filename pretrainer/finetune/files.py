@@ -12,7 +12,9 @@ examples according to `task_type`:
 - tagging: the label holds one tag per word of text_a, space-separated (or a JSON list).
 
 Without `dev_file`, the dev set is `eval_size` examples carved from train (seeded). Every error
-names the file and line; empty texts are kept and counted in `TaskSplits.empty_texts`.
+names the file and line; empty texts are kept and counted in `TaskSplits.empty_texts`. Files are
+UTF-8 (a byte-order mark is skipped); invalid UTF-8 is an error naming file and line, or with
+`decode_errors=replace` becomes U+FFFD.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pretrainer.config import FinetuneConfig
 from pretrainer.data.examples import LabeledExample, TaskSplits
+from pretrainer.data.text import decoded_lines
 from pretrainer.finetune.sources import TaskDataError, count_empty_texts, split_train_indices
 
 DELIMITERS = {".csv": ",", ".tsv": "\t", ".jsonl": None}
@@ -94,7 +97,9 @@ def read_rows(path: Path, cfg: FinetuneConfig) -> list[RawRow]:
     """Every record of one split file, its columns picked by the config."""
     columns = [cfg.text_a_column, cfg.label_column] + ([cfg.text_b_column] if cfg.text_b_column else [])
     delimiter = DELIMITERS[path.suffix.lower()]
-    records = _jsonl_records(path, columns) if delimiter is None else _delimited_records(path, delimiter, columns)
+    lines = (line for _, line in decoded_lines(path, cfg.decode_errors, "finetune.decode_errors", TaskDataError))
+    records = _jsonl_records(path, lines, columns) if delimiter is None else \
+        _delimited_records(path, lines, delimiter, columns)
     rows = []
     for line, record in records:
         text_b = _text(record[cfg.text_b_column], path, line, cfg.text_b_column) if cfg.text_b_column else None
@@ -103,20 +108,23 @@ def read_rows(path: Path, cfg: FinetuneConfig) -> list[RawRow]:
     return rows
 
 
-def _delimited_records(path: Path, delimiter: str, columns: list[str]) -> Iterator[tuple[int, dict]]:
-    """CSV / TSV records with a header row; a row with too few or too many fields is an error."""
+def _delimited_records(path: Path, lines: Iterable[str], delimiter: str,
+                       columns: list[str]) -> Iterator[tuple[int, dict]]:
+    """CSV / TSV records with a header row; a row with too few or too many fields is an error.
+
+    `lines` are the file's physical lines with their endings, so `reader.line_num` counts lines
+    of the file, also across a quoted field that spans lines."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    with open(path, encoding="utf-8-sig", newline="") as handle:  # -sig: a spreadsheet's byte-order mark
-        reader = csv.DictReader(handle, delimiter=delimiter, quoting=quoting)
-        header = reader.fieldnames
-        if not header:
-            raise TaskDataError(f"{path}: empty file (a header row naming the columns comes first)")
-        _check_columns(path, None, columns, header)
-        for record in reader:
-            if None in record or None in record.values():
-                raise TaskDataError(f"{path}:{reader.line_num}: {_field_count(record)} fields where the header "
-                                    f"has {len(header)}")
-            yield reader.line_num, record
+    reader = csv.DictReader(lines, delimiter=delimiter, quoting=quoting)
+    header = reader.fieldnames
+    if not header:
+        raise TaskDataError(f"{path}: empty file (a header row naming the columns comes first)")
+    _check_columns(path, None, columns, header)
+    for record in reader:
+        if None in record or None in record.values():
+            raise TaskDataError(f"{path}:{reader.line_num}: {_field_count(record)} fields where the header "
+                                f"has {len(header)}")
+        yield reader.line_num, record
 
 
 def _field_count(record: dict) -> int:
@@ -124,20 +132,19 @@ def _field_count(record: dict) -> int:
     return sum(value is not None for key, value in record.items() if key is not None) + len(extra)
 
 
-def _jsonl_records(path: Path, columns: list[str]) -> Iterator[tuple[int, dict]]:
+def _jsonl_records(path: Path, lines: Iterable[str], columns: list[str]) -> Iterator[tuple[int, dict]]:
     """One JSON object per non-blank line."""
-    with open(path, encoding="utf-8-sig") as handle:
-        for line, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise TaskDataError(f"{path}:{line}: invalid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise TaskDataError(f"{path}:{line}: a JSON object is expected, got {type(record).__name__}")
-            _check_columns(path, line, columns, list(record))
-            yield line, record
+    for line, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise TaskDataError(f"{path}:{line}: invalid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise TaskDataError(f"{path}:{line}: a JSON object is expected, got {type(record).__name__}")
+        _check_columns(path, line, columns, list(record))
+        yield line, record
 
 
 def _check_columns(path: Path, line: int | None, needed: list[str], available: list[str]) -> None:

@@ -21,39 +21,38 @@ from tokenizers import Tokenizer
 from pretrainer.config import ArchConfig, Config, ConfigError
 from pretrainer.finetune.recipe import FinetuneContext
 from pretrainer.finetune.run import body_inits, finetune_all, finetune_extras
+from pretrainer.finetune.tasks import load_tasks
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table, write_summary
-from pretrainer.tokenization import tokenizer_fingerprint
-from pretrainer.training.checkpoint import body_state_dict, load_checkpoint
+from pretrainer.run_dir import hold_run_dir
+from pretrainer.tokenization import read_tokenizer, tokenizer_fingerprint
+from pretrainer.training.checkpoint import body_state_dict, resolve_checkpoint
 from pretrainer.training.device import resolve_device, use_bf16
-
-
-def resolve_init(init: str) -> tuple[Path, Path]:
-    """(checkpoint file, its run dir) from a run dir or a checkpoint path."""
-    path = Path(init).expanduser()
-    checkpoint = path / "checkpoints" / "last.pt" if path.is_dir() else path
-    if not checkpoint.is_file():
-        raise ConfigError(f"init={init}: no checkpoint at {checkpoint} (give a run dir or a .pt checkpoint)")
-    return checkpoint, checkpoint.parent.parent
+from pretrainer.training.signals import catch_stop_signals
 
 
 def finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
     if not cfg.init:
         raise ConfigError("pretrainer finetune needs init=<run dir or checkpoint>")
+    with hold_run_dir(run_dir), catch_stop_signals(after_interrupt="fine-tuning results are written at the end"):
+        return _finetune_checkpoint(cfg, run_dir)
+
+
+def _finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
     clock = Stopwatch()
+    tasks = load_tasks(cfg.finetune)  # checked before the checkpoint is read
     source = _load_init(cfg.init)
     tokenizer, arch = source.tokenizer, source.arch
     if cfg.finetune.max_length > arch.max_len and arch.positions == "learned":
         raise ConfigError(f"finetune.max_length={cfg.finetune.max_length} exceeds the checkpoint's "
                           f"arch.max_len={arch.max_len}")
     device = resolve_device(cfg.trainer.device)
-    run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
     with RunLogger(run_dir, cfg.logger, cfg.run_name or run_dir.name, asdict(cfg)) as logger:
         context = FinetuneContext(device, use_bf16(cfg.trainer.precision, device), _pad_id(tokenizer), logger)
         inits = body_inits(arch, source.vocab_size, source.body_state, cfg.finetune.scratch_baseline)
         info(f"fine-tuning {source.path} ({arch.name})")
-        results = finetune_all(cfg.finetune, tokenizer, inits, context, run_dir)
+        results = finetune_all(cfg.finetune, tasks, tokenizer, inits, context, run_dir)
         summary = {"run_name": cfg.run_name or run_dir.name, "run_dir": str(run_dir), "init": str(source.path),
                    "choices": {"arch": arch.name, **source.choices}, "pretrain": {}, "finetune": results,
                    "wall_time_s": clock.elapsed()}
@@ -85,10 +84,9 @@ def _load_init(init: str) -> InitSource:
         if not (path / "tokenizer.json").is_file():
             raise ConfigError(f"init={init}: the Hugging Face directory has no tokenizer.json")
         state = imported.body.state_dict()
-        return InitSource(path, imported.arch, Tokenizer.from_file(str(path / "tokenizer.json")), state,
+        return InitSource(path, imported.arch, read_tokenizer(path / "tokenizer.json"), state,
                           state["tok_emb.weight"].shape[0], {"objective": "imported", "tokenizer": "imported"})
-    checkpoint_path, source_run = resolve_init(init)
-    payload = load_checkpoint(checkpoint_path)
+    checkpoint_path, payload, source_run = resolve_checkpoint(init)
     tokenizer = _checked_tokenizer(source_run, payload)
     state = body_state_dict(payload)
     return InitSource(checkpoint_path, ArchConfig(**payload["config"]["arch"]), tokenizer, state,
@@ -108,7 +106,7 @@ def _checked_tokenizer(source_run: Path, payload: dict[str, Any]) -> Tokenizer:
     path = source_run / "tokenizer" / "tokenizer.json"
     if not path.is_file():
         raise ConfigError(f"the checkpoint's run has no tokenizer at {path}")
-    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer = read_tokenizer(path)
     if tokenizer_fingerprint(tokenizer) != payload.get("tokenizer_fingerprint"):
         raise ConfigError(f"{path} is not the tokenizer the checkpoint was trained with (fingerprint mismatch)")
     return tokenizer

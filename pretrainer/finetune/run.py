@@ -22,7 +22,7 @@ from pretrainer.finetune.classifier import EncodedExamples, encode_examples
 from pretrainer.finetune.metrics import glue_average as mean_over_tasks
 from pretrainer.finetune.metrics import glue_score
 from pretrainer.finetune.recipe import EncodedTask, FinetuneContext, finetune
-from pretrainer.finetune.tasks import chance_score, load_tasks
+from pretrainer.finetune.tasks import chance_score
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import Stopwatch, info
 from pretrainer.models import build_body
@@ -30,11 +30,12 @@ from pretrainer.models import build_body
 BodyFactory = Callable[[], nn.Module]
 
 
-def finetune_all(cfg: FinetuneConfig, tokenizer: Tokenizer, inits: dict[str, BodyFactory], ctx: FinetuneContext,
-                 run_dir: Path) -> dict[str, Any]:
-    """`inits` maps an init name ("pretrained", "scratch") to a function building that body."""
+def finetune_all(cfg: FinetuneConfig, tasks: list[TaskSplits], tokenizer: Tokenizer, inits: dict[str, BodyFactory],
+                 ctx: FinetuneContext, run_dir: Path) -> dict[str, Any]:
+    """`tasks` as `load_tasks(cfg)` gave them (loaded, and so checked, before pretraining);
+    `inits` maps an init name ("pretrained", "scratch") to a function building that body."""
     results: dict[str, Any] = {}
-    for task in load_tasks(cfg):
+    for task in tasks:
         encoded = encode_task(task, tokenizer, cfg.max_length)
         result: dict[str, Any] = {"kind": task.kind, "metrics": list(task.metrics), "num_labels": task.num_labels,
                                   "chance": chance_score(task), "train_size": len(task.train),

@@ -12,6 +12,7 @@ in `bert.py`, `gpt2.py` and `t5.py`; the equality of logits is checked in tests/
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from dataclasses import fields
 from pathlib import Path
@@ -25,7 +26,7 @@ from pretrainer.interop import bert, gpt2, t5
 from pretrainer.models import LMHead, build_body
 from pretrainer.tokenization import SpecialIds
 from pretrainer.tokenization.special import CLS, MASK, PAD, SEP, UNK
-from pretrainer.training.checkpoint import body_state_dict, load_checkpoint
+from pretrainer.training.checkpoint import body_state_dict, resolve_checkpoint
 
 EXPORTERS = {"encoder": bert, "decoder": gpt2, "encoder_decoder": t5}  # by arch.name
 IMPORTERS = {"bert": bert, "gpt2": gpt2, "t5": t5}  # by the HF config's model_type
@@ -56,7 +57,7 @@ def export_hf(run_dir: Path, out_dir: Path) -> Path:
     from safetensors.torch import save_file
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    payload = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    _, payload, _ = resolve_checkpoint(str(run_dir))
     arch = arch_from_dict(payload["config"]["arch"])
     objective = payload["config"]["objective"]["name"]
     family = EXPORTERS[arch.name]
@@ -88,11 +89,9 @@ def head_state_dict(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def special_ids(tokenizer_file: Path) -> SpecialIds:
-    from tokenizers import Tokenizer
+    from pretrainer.tokenization import read_tokenizer
 
-    if not tokenizer_file.is_file():
-        raise FileNotFoundError(f"{tokenizer_file} not found: the export ships the run's tokenizer")
-    return SpecialIds.of(Tokenizer.from_file(str(tokenizer_file)))
+    return SpecialIds.of(read_tokenizer(tokenizer_file))
 
 
 def tokenizer_config(max_len: int) -> dict:
@@ -127,7 +126,13 @@ def load_hf_model(hf_dir: Path) -> HFImport:
         raise ValueError(f"cannot import {hf_dir} ({config.model_type}): " + "; ".join(problems))
 
     model_class = getattr(transformers, family.hf_class(config))
-    model = model_class.from_pretrained(str(hf_dir), local_files_only=True).float()
+    try:  # transformers reads safetensors, or a .bin weights-only; a pickle with code is refused
+        model = model_class.from_pretrained(str(hf_dir), local_files_only=True).float()
+    except pickle.UnpicklingError:
+        raise ValueError(f"cannot load the weights of {hf_dir}: they hold objects other than tensors, which "
+                         "weights-only loading refuses (prefer model.safetensors)") from None
+    except (OSError, RuntimeError) as error:
+        raise ValueError(f"cannot load the weights of {hf_dir}: {str(error).splitlines()[0][:300]}") from None
     state = model.state_dict()
     prefix = "" if model.base_model is model else f"{model.base_model_prefix}."
     arch, body_state, head_state, used = family.import_state(model.config, state, prefix)

@@ -20,7 +20,7 @@ import yaml
 # Keys that choose a seed: runs differing only in these are repeats of one configuration.
 SEED_KEYS = frozenset({"seed", "trainer.seed", "finetune.seed", "finetune.seeds"})
 # Keys that name or place a run without changing what it measures.
-IGNORED_KEYS = frozenset({"run_name", "cache_dir", "resume"})
+IGNORED_KEYS = frozenset({"run_name", "cache_dir", "resume", "resume_allow_changes"})
 IGNORED_PREFIXES = ("hydra.", "logger.")
 INITS = ("pretrained", "scratch")
 

@@ -3,6 +3,7 @@ special tokens and template every kind shares."""
 
 from pretrainer.tokenization.cache import (
     load_or_train_tokenizer,
+    read_tokenizer,
     tokenizer_cache_entry,
     tokenizer_fingerprint,
     train_tokenizer,
@@ -23,6 +24,6 @@ from pretrainer.tokenization.special import (
 
 __all__ = [
     "CLS", "KINDS", "MASK", "PAD", "SEP", "SPECIAL_TOKENS", "UNK", "SpecialIds", "add_special_tokens", "add_template",
-    "load_or_train_tokenizer", "sentinel_token", "tokenizer_cache_entry", "tokenizer_fingerprint", "train_tokenizer",
-    "with_bpe_dropout",
+    "load_or_train_tokenizer", "read_tokenizer", "sentinel_token", "tokenizer_cache_entry", "tokenizer_fingerprint",
+    "train_tokenizer", "with_bpe_dropout",
 ]

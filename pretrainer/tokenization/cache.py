@@ -2,7 +2,12 @@
 
 A tokenizer is cached by (corpus content hash, the tokenizer settings it depends on), so
 a run that changes only the model or objective reuses it; each cache entry records the
-sha256 of its `tokenizer.json`, and a file that no longer matches is rebuilt, never used.
+sha256 of its `tokenizer.json`, and a file that no longer matches is rebuilt (with a
+warning), never used.
+
+Documents longer than `max_document_chars` are cut at whitespace into pieces for training
+(`pretrainer.data.text.split_long_text`): the trainers' memory grows with the longest
+sequence they are given, and one huge line would otherwise take gigabytes.
 """
 
 from __future__ import annotations
@@ -16,15 +21,23 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from pretrainer.config import ConfigError, TokenizerConfig
+from pretrainer.data.text import split_long_text
 from pretrainer.hashing import fingerprint, write_text_atomic
+from pretrainer.loggers import warn
 from pretrainer.tokenization.kinds import KINDS, KINDS_VERSION
 from pretrainer.tokenization.special import SPECIAL_TOKENS, add_template
 
 
+def training_sample(cfg: TokenizerConfig, documents: Iterable[str]) -> list[str]:
+    """The non-empty documents among the first `cfg.sample_documents`, each longer than
+    `cfg.max_document_chars` cut into pieces of at most that many characters."""
+    return [piece for doc in islice(documents, cfg.sample_documents) if doc and not doc.isspace()
+            for piece in split_long_text(doc, cfg.max_document_chars)]
+
+
 def train_tokenizer(cfg: TokenizerConfig, documents: Iterable[str]) -> Tokenizer:
-    """Train on the first `cfg.sample_documents` non-empty documents (read as a stream;
-    memory is bounded by the sample, not the corpus)."""
-    sample = [doc for doc in islice(documents, cfg.sample_documents) if doc.strip()]
+    """Train on `training_sample` (read as a stream; memory is bounded by the sample, not the corpus)."""
+    sample = training_sample(cfg, documents)
     if not sample:
         raise ConfigError("the tokenizer has no text to learn from: is the corpus empty?")
     tokenizer = KINDS[cfg.name](cfg, sample)
@@ -33,6 +46,17 @@ def train_tokenizer(cfg: TokenizerConfig, documents: Iterable[str]) -> Tokenizer
         raise ConfigError("the tokenizer learned no vocabulary: is the corpus empty?")
     add_template(tokenizer)
     return tokenizer
+
+
+def read_tokenizer(path: Path) -> Tokenizer:
+    """A `tokenizer.json` from a run or a model directory; a missing or unreadable one is a
+    one-line error naming the file (the `tokenizers` exception says neither)."""
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: the run's tokenizer is needed")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as error:  # noqa: BLE001 - `tokenizers` raises a bare Exception for a bad file
+        raise ConfigError(f"{path} is not a readable tokenizer.json ({str(error).splitlines()[0][:200]})") from None
 
 
 def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
@@ -63,11 +87,15 @@ def load_or_train_tokenizer(
 
 
 def _read_cached(entry: Path) -> Tokenizer | None:
+    """The cached tokenizer, or None: when there is none, or (with a warning) when it fails verification."""
+    if not entry.exists():
+        return None
     try:
-        text = (entry / "tokenizer.json").read_text()
-        expected = json.loads((entry / "meta.json").read_text())["sha256"]
-    except (OSError, ValueError, KeyError):
+        data = (entry / "tokenizer.json").read_bytes()
+        expected = json.loads((entry / "meta.json").read_text(encoding="utf-8"))["sha256"]
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise ValueError("tokenizer.json: sha256 differs from the one recorded")
+        return Tokenizer.from_str(data.decode("utf-8"))
+    except Exception as error:  # unreadable in any way; Tokenizer.from_str raises a plain Exception
+        warn(f"cache entry {entry} failed verification ({error}); retraining")
         return None
-    if hashlib.sha256(text.encode()).hexdigest() != expected:
-        return None
-    return Tokenizer.from_str(text)

@@ -1,9 +1,15 @@
-"""The pretraining loop, readable top to bottom: lr -> eval/checkpoint -> micro-steps ->
-clip -> step -> log -> stop."""
+"""The pretraining loop, readable top to bottom: eval/checkpoint -> stop signal -> micro-steps ->
+clip -> finite check -> step -> lr -> log.
+
+Faults it handles: SIGINT/SIGTERM (save between steps, raise `Interrupted`), a non-finite
+loss or gradient norm (`trainer.nonfinite`: fail saves the last good state and raises
+`DivergenceError`; skip drops the step), and resuming from a verified checkpoint payload.
+"""
 
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,11 +20,13 @@ from torch import nn
 
 from pretrainer.config import TrainerConfig
 from pretrainer.data.blocks import BlockSet, PackedCorpus, epoch_order_indices
-from pretrainer.loggers import ProgressBar, RunLogger, Stopwatch
+from pretrainer.errors import CheckpointError, DivergenceError, Interrupted
+from pretrainer.loggers import ProgressBar, RunLogger, Stopwatch, warn
 from pretrainer.objectives import Objective, ObjectiveOutput
-from pretrainer.training.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from pretrainer.training.checkpoint import checkpoint_file, restore_rng, rng_state, save_checkpoint
 from pretrainer.training.device import autocast
 from pretrainer.training.optim import build_adamw, build_schedule
+from pretrainer.training.signals import StopRequest
 
 
 class PretrainingModel(nn.Module):
@@ -41,14 +49,19 @@ class TrainState:
     tokens_seen: int = 0
     train_time_s: float = 0.0
     eval_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
+    skipped_steps: list[int] = field(default_factory=list)  # steps dropped as non-finite (trainer.nonfinite=skip)
+    consecutive_skips: int = 0
 
 
 @dataclass
 class Runtime:
     device: torch.device
     bf16: bool
-    checkpoint_path: Path
-    checkpoint_extras: dict[str, Any]  # resolved config, tokenizer fingerprint
+    checkpoint_dir: Path
+    checkpoint_extras: dict[str, Any]  # resolved config, tokenizer and data fingerprints
+    stop: StopRequest = field(default_factory=StopRequest)  # SIGINT/SIGTERM, polled between steps
+    resume_from: dict[str, Any] | None = None  # a verified checkpoint payload to continue from
+    halt_at_step: int | None = None  # save and return at this step (`reproduce` replays a resumed run's legs)
 
 
 def total_steps(cfg: TrainerConfig, block_size: int, flops_per_token: float | None = None) -> int:
@@ -97,51 +110,98 @@ def estimate_eval_loss(model: PretrainingModel, blocks: BlockSet, cfg: TrainerCo
 
 
 def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, runtime: Runtime,
-             logger: RunLogger, resume: bool = False, flops_per_token: float | None = None) -> TrainState:
+             logger: RunLogger, flops_per_token: float | None = None) -> TrainState:
     steps = total_steps(cfg, data.train.block_size, flops_per_token)
     optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     scheduler = build_schedule(optimizer, cfg.schedule, cfg.warmup_steps, steps, cfg.min_lr_ratio)
     state = TrainState()
-    if resume and runtime.checkpoint_path.is_file():
-        state = _restore(runtime, model, optimizer, scheduler)
+    if runtime.resume_from is not None:
+        state = _restore(runtime.resume_from, model, optimizer, scheduler)
     forward_model = torch.compile(model) if cfg.compile else model
     tokens_per_step = cfg.batch_size * cfg.grad_accum * data.train.block_size
     bar = ProgressBar("pretrain", steps)
     window, window_tokens = Stopwatch(), 0
     model.train()
-    while state.step < steps:
-        if state.step > 0 and state.step % cfg.eval_every == 0:
-            eval_loss = _record_eval(model, data, cfg, runtime, logger, state)
-            if eval_loss is not None:
-                bar.note(f"step {state.step}/{steps}: eval loss {eval_loss:.3f}")
-        if cfg.checkpoint_every and state.step > 0 and state.step % cfg.checkpoint_every == 0:
-            _save(runtime, model, optimizer, scheduler, state)
+    saver = Saver(runtime, model, optimizer, scheduler, cfg.keep_checkpoints)
+    if runtime.resume_from is not None and checkpoint_file(runtime.checkpoint_dir, state.step).is_file():
+        saver.saved_step = state.step  # never rewrite the checkpoint this run starts from
+    runtime.stop.graceful = True  # until the final checkpoint is written: a signal waits for the next save
+    try:
+        while state.step < steps:
+            if state.step > 0 and state.step % cfg.eval_every == 0:
+                eval_loss = _record_eval(model, data, cfg, runtime, logger, state)
+                if eval_loss is not None:
+                    bar.note(f"step {state.step}/{steps}: eval loss {eval_loss:.3f}")
+            if cfg.checkpoint_every and state.step > 0 and state.step % cfg.checkpoint_every == 0:
+                saver.save(state)
+            _stop_if_signalled(runtime, saver, state)
+            if state.step == runtime.halt_at_step:
+                saver.save(state)
+                return state
 
-        loss, parts = _optimizer_step(forward_model, model, data.train, cfg, runtime, optimizer, state.step)
-        scheduler.step()
-        state.step += 1
-        state.tokens_seen += tokens_per_step
-        window_tokens += tokens_per_step
+            rng_before = rng_state()  # the last good state, should this step turn out non-finite
+            outcome = _optimizer_step(forward_model, model, data.train, cfg, runtime, optimizer, state.step)
+            if outcome.finite:
+                scheduler.step()
+                state.consecutive_skips = 0
+            else:
+                _on_nonfinite(outcome, cfg, saver, state, rng_before)
+            state.step += 1
+            state.tokens_seen += tokens_per_step
+            window_tokens += tokens_per_step
 
-        if state.step % cfg.log_every == 0 or state.step == steps:
-            seconds = window.elapsed()
-            state.train_time_s += seconds
-            record = {"phase": "pretrain", "step": state.step, "loss": loss, "lr": scheduler.get_last_lr()[0],
-                      "tokens": state.tokens_seen, "tokens_per_s": window_tokens / max(seconds, 1e-9),
-                      **{f"loss_{name}": value for name, value in parts.items()}}
-            logger.log(record)
-            bar.update(state.step, loss=loss, lr=record["lr"], **{"tok/s": record["tokens_per_s"]})
-            window, window_tokens = Stopwatch(), 0
-    bar.close()
-    _record_eval(model, data, cfg, runtime, logger, state)
-    _save(runtime, model, optimizer, scheduler, state)
+            if state.step % cfg.log_every == 0 or state.step == steps:
+                seconds = window.elapsed()
+                state.train_time_s += seconds
+                record = {"phase": "pretrain", "step": state.step, "loss": outcome.loss,
+                          "lr": scheduler.get_last_lr()[0], "grad_norm": outcome.grad_norm,
+                          "tokens": state.tokens_seen, "tokens_per_s": window_tokens / max(seconds, 1e-9),
+                          **{f"loss_{name}": value for name, value in outcome.parts.items()}}
+                logger.log(record)
+                bar.update(state.step, loss=outcome.loss, lr=record["lr"], **{"tok/s": record["tokens_per_s"]})
+                window, window_tokens = Stopwatch(), 0
+        _record_eval(model, data, cfg, runtime, logger, state)
+        saver.save(state)
+        _stop_if_signalled(runtime, saver, state)  # one that came during the last step or the final eval
+    finally:
+        runtime.stop.graceful = False
+        bar.close()
     return state
 
 
+class Saver:
+    """Writes the run's checkpoints, each step at most once (a signal or a divergence on a step
+    that was just checkpointed, or the step a run resumed from, is not written again)."""
+
+    def __init__(self, runtime: Runtime, model: PretrainingModel, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, keep: int):
+        self.runtime, self.model, self.optimizer, self.scheduler, self.keep = runtime, model, optimizer, scheduler, keep
+        self.saved_step: int | None = None
+
+    def save(self, state: TrainState, rng: dict[str, Any] | None = None) -> Path:
+        path = checkpoint_file(self.runtime.checkpoint_dir, state.step)
+        if state.step != self.saved_step:
+            save_checkpoint(self.runtime.checkpoint_dir, state.step, {
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "train_state": asdict(state),
+                **self.runtime.checkpoint_extras,
+            }, self.keep, rng=rng)
+            self.saved_step = state.step
+        return path
+
+
+@dataclass
+class StepOutcome:
+    loss: float  # mean micro-batch loss
+    parts: dict[str, float]  # mean of each named part of the loss (e.g. ELECTRA's generator and discriminator)
+    grad_norm: float  # global gradient norm before clipping
+    finite: bool  # loss and gradient norm are finite: the optimizer stepped
+
+
 def _optimizer_step(forward_model: nn.Module, model: PretrainingModel, blocks: BlockSet, cfg: TrainerConfig,
-                    runtime: Runtime, optimizer: torch.optim.Optimizer, step: int) -> tuple[float, dict[str, float]]:
-    """Accumulate `grad_accum` micro-batches, clip, step; returns the mean micro-batch loss
-    and the mean of each named part of it (e.g. ELECTRA's generator and discriminator)."""
+                    runtime: Runtime, optimizer: torch.optim.Optimizer, step: int) -> StepOutcome:
+    """Accumulate `grad_accum` micro-batches, clip, and step unless the loss or gradient norm
+    is non-finite (then the weights and optimizer moments stay as they were)."""
     losses, parts = [], []
     for micro in range(cfg.grad_accum):
         first = (step * cfg.grad_accum + micro) * cfg.batch_size
@@ -152,12 +212,50 @@ def _optimizer_step(forward_model: nn.Module, model: PretrainingModel, blocks: B
         (out.loss / cfg.grad_accum).backward()
         losses.append(out.loss.detach())
         parts.append(out.parts)
-    if cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    optimizer.step()
+    loss = torch.stack(losses).mean()
+    # max_norm=inf measures without clipping (a factor of exactly 1): the finite check needs the norm.
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+    finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))  # one host sync for both
+    if finite:
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     part_means = {name: float(torch.stack([p[name] for p in parts]).mean()) for name in parts[0]}
-    return float(torch.stack(losses).mean()), part_means
+    return StepOutcome(float(loss), part_means, float(grad_norm), finite)
+
+
+def _on_nonfinite(outcome: StepOutcome, cfg: TrainerConfig, saver: Saver, state: TrainState,
+                  rng_before: dict[str, Any]) -> None:
+    """The step was not applied. skip: record it and go on (the lr schedule does not advance);
+    fail, or one skip more than `max_skips` in a row: save the state before this step and raise."""
+    step = state.step + 1
+    what = f"non-finite {'loss' if not math.isfinite(outcome.loss) else 'gradient norm'} " \
+           f"(loss {outcome.loss}, gradient norm {outcome.grad_norm}) at step {step}"
+    if cfg.nonfinite == "skip":
+        if state.consecutive_skips < cfg.max_skips:
+            state.skipped_steps.append(step)
+            state.consecutive_skips += 1
+            warn(f"{what}: step skipped ({state.consecutive_skips} in a row; trainer.max_skips={cfg.max_skips})")
+            return
+        what += f" ({state.consecutive_skips + 1} in a row, more than trainer.max_skips={cfg.max_skips})"
+        remedy = "lower trainer.lr, then resume=true resume_allow_changes=[trainer.lr]"
+    else:
+        remedy = ("lower trainer.lr, then resume=true resume_allow_changes=[trainer.lr]; or skip such steps: "
+                  "trainer.nonfinite=skip resume=true resume_allow_changes=[trainer.nonfinite]")
+    path = saver.save(state, rng=rng_before)
+    raise DivergenceError(f"pretraining diverged: {what}; saved the state before it (step {state.step}) to "
+                          f"{path}; {remedy}")
+
+
+def _stop_if_signalled(runtime: Runtime, saver: Saver, state: TrainState) -> None:
+    """A SIGINT/SIGTERM (or a chained signal such as SLURM's preemption notice) arrived: save,
+    pass it on to a handler that was installed before ours, and stop."""
+    signum = runtime.stop.signum
+    if signum is None:
+        return
+    path = saver.save(state)
+    runtime.stop.forward()
+    raise Interrupted(signum, f"stopped by {signal.Signals(signum).name} after step {state.step}; saved {path}; "
+                              "continue with resume=true (same overrides, same run dir)")
 
 
 def _record_eval(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, runtime: Runtime,
@@ -172,27 +270,38 @@ def _record_eval(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig
     return loss
 
 
-def _save(runtime: Runtime, model: PretrainingModel, optimizer: torch.optim.Optimizer,
-          scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainState) -> None:
-    save_checkpoint(runtime.checkpoint_path, {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "train_state": asdict(state), **runtime.checkpoint_extras,
-    })
+# Optimizer settings a checkpoint's state would override: this run's config decides them, so that
+# a change accepted on resume (`resume_allow_changes=[trainer.lr]`) takes effect.
+HYPERPARAMETERS = ("initial_lr", "betas", "weight_decay")
 
 
-def _restore(runtime: Runtime, model: PretrainingModel, optimizer: torch.optim.Optimizer,
+def _apply_configured(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                      configured: list[dict[str, Any]]) -> None:
+    """Put the configured peak lr, betas and weight decay back after loading a checkpoint's state,
+    and recompute the current lr from the schedule (unchanged values give the same lr, bit for bit)."""
+    for group, values in zip(optimizer.param_groups, configured, strict=True):
+        group.update(values)
+    scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def _restore(payload: dict[str, Any], model: PretrainingModel, optimizer: torch.optim.Optimizer,
              scheduler: torch.optim.lr_scheduler.LRScheduler) -> TrainState:
-    payload = load_checkpoint(runtime.checkpoint_path)
-    expected = runtime.checkpoint_extras.get("tokenizer_fingerprint")
-    if payload.get("tokenizer_fingerprint") != expected:
-        found = payload.get("tokenizer_fingerprint")
-        raise ValueError(f"{runtime.checkpoint_path} was trained with tokenizer {found}, this run has "
-                         f"{expected}: resuming would scramble the vocabulary")
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
+    """Weights, optimizer, schedule, RNG and train state from a verified checkpoint payload
+    (its config and tokenizer were checked against this run's before)."""
+    configured = [{key: group[key] for key in HYPERPARAMETERS} for group in optimizer.param_groups]
+    try:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"the checkpoint's weights do not fit this model: {str(error).splitlines()[0]}") \
+            from None
     scheduler.load_state_dict(payload["scheduler"])
+    _apply_configured(optimizer, scheduler, configured)
     restore_rng(payload)
-    saved = payload["train_state"]
+    saved = dict(payload["train_state"])
     saved["eval_losses"] = [tuple(item) for item in saved["eval_losses"]]
-    return TrainState(**saved)
-
+    known = TrainState.__dataclass_fields__
+    return TrainState(**{key: value for key, value in saved.items() if key in known})
