@@ -133,7 +133,7 @@ def run_job(command: Command, cfg: DictConfig) -> None:
         error = disk_full_as_user_error(error)
         if hydra_cfg.mode != RunMode.MULTIRUN:
             if isinstance(error, UserError):
-                fail_line(error)
+                fail(error)
             raise
         # In a sweep one bad job must not stop the others: report it and go on.
         job = f"job {hydra_cfg.job.num} ({hydra_cfg.job.override_dirname}): {type(error).__name__}: {error}"
@@ -178,13 +178,6 @@ def disk_full_as_user_error(error: Exception) -> Exception:
         return UserError(f"no space left on the device{where}; free some space and rerun "
                          "(resume=true continues from the last checkpoint)")
     return error
-
-
-def fail_line(error: UserError, command: str = "") -> NoReturn:
-    """A user error as one line on stderr, and its exit code (see pretrainer.errors)."""
-    kind = "config error: " if type(error) is ConfigError else ""  # subclasses (file errors) say what they are
-    print(f"pretrainer{' ' + command if command else ''}: {kind}{error}", file=sys.stderr)
-    raise SystemExit(error.exit_code) from None
 
 
 def _run_sweep_job(command: Command, cfg: Config, run_dir: Path) -> dict:
@@ -273,9 +266,11 @@ def run_dir_parser(name: str, description: str, out_help: str) -> argparse.Argum
     return parser
 
 
-def fail(name: str, error: Exception) -> NoReturn:
-    """A user error of a path command: one line on stderr, its exit code (2 for bad input)."""
-    print(f"pretrainer {name}: {error}", file=sys.stderr)
+def fail(error: Exception, command: str | None = None) -> NoReturn:
+    """A user error as one line on stderr (`pretrainer [command]: ...`, no traceback) and its
+    exit code (pretrainer.errors; 2 for bad input of any kind)."""
+    kind = "config error: " if type(error) is ConfigError else ""  # subclasses (file errors) say what they are
+    print(f"pretrainer{' ' + command if command else ''}: {kind}{error}", file=sys.stderr)
     raise SystemExit(getattr(error, "exit_code", 2)) from None
 
 
@@ -288,7 +283,7 @@ def export_command(args: list[str]) -> None:
     try:
         out = export_hf(parsed.run_dir, parsed.out or parsed.run_dir / "hf")
     except (UserError, ValueError, FileNotFoundError, ImportError) as error:
-        fail("export", error)
+        fail(error, "export")
     print(f"wrote {out}")
 
 
@@ -304,7 +299,7 @@ def report_command(args: list[str]) -> None:
     try:
         write_report(parsed.dirs, parsed.baseline)
     except ReportError as error:
-        fail("report", error)
+        fail(error, "report")
 
 
 def config_from_dict(values: dict) -> Config:
@@ -326,13 +321,13 @@ def reproduce_command(args: list[str]) -> None:
                   for stage in reproduction_stages(read_manifest(parsed.run_dir))]
         out = fresh_dir(parsed.out, parsed.run_dir)
     except UserError as error:
-        fail("reproduce", error)
+        fail(error, "reproduce")
     if len(stages) > 1:
         print(f"pretrainer reproduce: the run was resumed with config changes; replaying it in {len(stages)} legs")
     try:
         problems, exact = reproduce_run(stages, parsed.run_dir, out)
     except UserError as error:
-        fail("reproduce", error)
+        fail(error, "reproduce")
     rule = "identical (same hardware and package versions)" if exact else "within tolerance (different machine)"
     if problems:
         print(f"pretrainer reproduce: {len(problems)} result(s) differ; required: {rule}", file=sys.stderr)

@@ -428,6 +428,18 @@ class Config:
                                   f"trainer.max_steps or trainer (groups: {', '.join(f.name for f in fields(self))})")
 
 
+def flatten(tree: dict, separator: str = ".", prefix: str = "") -> dict:
+    """A nested dict (a config as `asdict` gives it, a summary) as joined key -> value; lists
+    and tuples are values (tuples as lists)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, separator, f"{prefix}{key}{separator}"))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
 def field_paths(obj: object, prefix: str = "") -> set[str]:
     """Every dotted key of a config dataclass, groups included: {"trainer", "trainer.lr", ...}."""
     paths: set[str] = set()

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pretrainer.config import LoggerConfig
+from pretrainer.config import LoggerConfig, flatten
 from pretrainer.hashing import write_text_atomic
 
 console = Console()
@@ -50,7 +50,7 @@ class RunLogger:
 
     def summarize(self, summary: dict[str, Any]) -> None:
         if self._wandb_run is not None:
-            self._wandb_run.summary.update(_flatten(summary))
+            self._wandb_run.summary.update(flatten(summary, "/"))
 
     def __enter__(self) -> RunLogger:
         return self
@@ -73,17 +73,6 @@ def _start_wandb(run_dir: Path, cfg: LoggerConfig, run_name: str, config: dict[s
         project=cfg.project, entity=cfg.entity, mode=cfg.mode, group=cfg.group, tags=list(cfg.tags),
         name=run_name, dir=str(run_dir), config=config, reinit="finish_previous",
     )
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}/"))
-        else:
-            flat[name] = value
-    return flat
 
 
 class ProgressBar:

@@ -169,8 +169,7 @@ def _diverged_summary(cfg: Config, run_name: str, run_dir: Path, error: Divergen
                       clock: Stopwatch) -> dict[str, Any]:
     """What a diverged run reports: no results, and why (null values, never NaN)."""
     return {"run_name": run_name, "run_dir": str(run_dir), "status": "diverged", "error": str(error),
-            "choices": {"tokenizer": cfg.tokenizer.name, "arch": cfg.arch.name, "objective": cfg.objective.name,
-                        "data": cfg.data.source},
+            "choices": _choices(cfg),
             "pretrain": {"final_eval_loss": None}, "finetune": {}, "wall_time_s": clock.elapsed()}
 
 
@@ -182,6 +181,12 @@ def budget_record(cfg: Config, flops_per_token: float, tokens: int) -> dict[str,
             "flops": flops_per_token * tokens}
 
 
+def _choices(cfg: Config) -> dict[str, str]:
+    """The run's choice per config group, as its summary states them."""
+    return {"tokenizer": cfg.tokenizer.name, "arch": cfg.arch.name, "objective": cfg.objective.name,
+            "data": cfg.data.source}
+
+
 def _summary(cfg: Config, run_name: str, run_dir: Path, tokenizer: Tokenizer, tokenizer_hash: str,
              packed: PackedCorpus, state: TrainState, pretrain_seconds: float,
              results: dict[str, Any]) -> dict[str, Any]:
@@ -189,8 +194,7 @@ def _summary(cfg: Config, run_name: str, run_dir: Path, tokenizer: Tokenizer, to
     return {
         "run_name": run_name,
         "run_dir": str(run_dir),
-        "choices": {"tokenizer": cfg.tokenizer.name, "arch": cfg.arch.name, "objective": cfg.objective.name,
-                    "data": cfg.data.source},
+        "choices": _choices(cfg),
         "tokenizer": {"vocab_size": tokenizer.get_vocab_size(), "fingerprint": tokenizer_hash},
         "data": {"train_blocks": packed.train.num_blocks, "eval_blocks": packed.eval.num_blocks,
                  "block_size": packed.train.block_size},

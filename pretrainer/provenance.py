@@ -8,6 +8,7 @@ the hardware, the seeds, and the corpus and tokenizer fingerprints.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pretrainer.config import Config
+from pretrainer.config import Config, flatten
 from pretrainer.errors import RunDirError
 from pretrainer.hashing import fingerprint, write_text_atomic
 
@@ -37,17 +38,6 @@ def config_fingerprint(cfg: Config) -> str:
     """Hash of everything in the config that can change a run's results."""
     values = {k: v for k, v in flatten(asdict(cfg)).items() if not in_groups(k, RESULT_NEUTRAL_KEYS)}
     return fingerprint("config", values)
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config dict as dotted key -> value (lists and tuples are values, as lists)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return flat
 
 
 def in_groups(key: str, entries: tuple[str, ...] | list[str]) -> bool:
@@ -192,13 +182,13 @@ def reproduction_stages(manifest: dict[str, Any]) -> list[Stage]:
     """The legs a run went through: one for a run never resumed with changes; otherwise the
     original config up to the first amended resume, then each amended config from there.
     Resumes without changes need no leg of their own: resuming is bit-exact."""
-    config = json.loads(json.dumps(manifest["config"]))  # a deep copy
+    config = copy.deepcopy(manifest["config"])
     config.update(resume=False, resume_allow_changes=[])
     stages = []
     for amendment in manifest.get("resumes", []):
         if not amendment.get("changes"):
             continue
-        stages.append(Stage(json.loads(json.dumps(config)), amendment["from_step"]))
+        stages.append(Stage(copy.deepcopy(config), amendment["from_step"]))
         for key, change in amendment["changes"].items():
             set_dotted(config, key, change["to"])
         config.update(resume=True, resume_allow_changes=list(amendment["changes"]))

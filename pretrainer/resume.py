@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from pretrainer.config import Config
+from pretrainer.config import Config, flatten
 from pretrainer.errors import CheckpointError, ConfigError, RunDirError
 from pretrainer.loggers import info
-from pretrainer.provenance import RESULT_NEUTRAL_KEYS, flatten, in_groups, read_manifest, write_manifest
+from pretrainer.provenance import RESULT_NEUTRAL_KEYS, in_groups, read_manifest, write_manifest
 from pretrainer.training.checkpoint import list_checkpoints, load_latest
 
 

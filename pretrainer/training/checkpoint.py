@@ -23,6 +23,7 @@ deleted); an explicitly named checkpoint that fails is an error.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import pickle
 import random
@@ -30,7 +31,7 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -67,8 +68,9 @@ def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], keep: i
                     rng: dict[str, Any] | None = None) -> Path:
     """Write `payload` as the checkpoint of `step` and keep the newest `keep`; returns its path.
 
-    `rng` is the RNG state to record (default: now). The digest is written before the file
-    is renamed into place, so a crash never leaves a checkpoint that looks verified but is not.
+    `rng` is the RNG state to record (default: now). The digest is computed as the bytes are
+    written (torch's zip writer writes sequentially) and written before the file is renamed into
+    place, so a crash never leaves a checkpoint that looks verified but is not.
     """
     directory.mkdir(parents=True, exist_ok=True)
     remove_temp_files(directory)  # left by a save that was killed
@@ -77,10 +79,11 @@ def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], keep: i
     payload = {"format": CHECKPOINT_FORMAT, "rng": rng or rng_state(), **payload}
     try:
         with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
+            writer = _HashingWriter(handle)
+            torch.save(payload, writer)
             handle.flush()
             os.fsync(handle.fileno())
-        write_text_atomic(digest_file(path), f"{file_sha256(tmp)}  {path.name}\n")
+        write_text_atomic(digest_file(path), f"{writer.digest.hexdigest()}  {path.name}\n")
         os.replace(tmp, path)
     except (OSError, RuntimeError) as error:
         raise CheckpointError(f"could not write checkpoint {path}: {_write_failure(error, directory)}") from None
@@ -88,6 +91,21 @@ def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], keep: i
         tmp.unlink(missing_ok=True)
     prune_checkpoints(directory, keep)
     return path
+
+
+class _HashingWriter:
+    """A file-like object that hashes what passes through it on the way to `handle`."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def _write_failure(error: Exception, directory: Path) -> str:
@@ -131,7 +149,7 @@ def verify_checkpoint(path: Path) -> None:
         raise CheckpointError(f"{path}: no such checkpoint file")
     recorded = digest_file(path)
     if recorded.is_file():
-        expected = recorded.read_text().split()[0] if recorded.read_text().strip() else ""
+        expected = (recorded.read_text().split() or [""])[0]
         found = file_sha256(path)
         if found != expected:
             raise CheckpointError(f"{path} is corrupt: its sha256 is {found[:16]}…, {recorded.name} "
@@ -220,15 +238,23 @@ def resolve_checkpoint(init: str) -> tuple[Path, dict[str, Any], Path]:
 
 
 def rng_state() -> dict[str, Any]:
-    """Every RNG a step draws from, as tensors and plain values (weights-only loadable)."""
-    name, key, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "cached_gaussian": cached},
-        "python": random.getstate(),
-    }
+    """Every global RNG, as tensors and plain values (weights-only loadable)."""
+    return {**torch_rng_state(), "numpy": _numpy_state(np.random.get_state()), "python": random.getstate()}
+
+
+def torch_rng_state() -> dict[str, Any]:
+    """The global RNGs a training step draws from (dropout): torch's CPU and CUDA generators.
+    Masks and data order come from per-step generators; numpy's and Python's global RNGs are
+    not used by a step. Cheap enough to take before every step."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _numpy_state(state: tuple) -> dict[str, Any]:
+    """numpy's legacy global RNG state (name, key array, pos, has_gauss, cached) with the key as a tensor."""
+    name, key, pos, has_gauss, cached = state
+    return {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos, "has_gauss": has_gauss,
+            "cached_gaussian": cached}
 
 
 def restore_rng(payload: dict[str, Any]) -> None:
@@ -249,9 +275,7 @@ def _as_tuples(value: Any) -> Any:
 
 
 def _legacy_rng(state: dict[str, Any]) -> dict[str, Any]:
-    name, key, pos, has_gauss, cached = state["numpy"]
-    return {"torch": state["torch"], "numpy": {"name": name, "key": torch.from_numpy(key.astype(np.int64)),
-                                               "pos": pos, "has_gauss": has_gauss, "cached_gaussian": cached}}
+    return {"torch": state["torch"], "numpy": _numpy_state(state["numpy"])}
 
 
 def body_state_dict(payload: dict[str, Any]) -> dict[str, torch.Tensor]:

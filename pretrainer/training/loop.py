@@ -23,7 +23,7 @@ from pretrainer.data.blocks import BlockSet, PackedCorpus, epoch_order_indices
 from pretrainer.errors import CheckpointError, DivergenceError, Interrupted
 from pretrainer.loggers import ProgressBar, RunLogger, Stopwatch, warn
 from pretrainer.objectives import Objective, ObjectiveOutput
-from pretrainer.training.checkpoint import checkpoint_file, restore_rng, rng_state, save_checkpoint
+from pretrainer.training.checkpoint import checkpoint_file, restore_rng, rng_state, save_checkpoint, torch_rng_state
 from pretrainer.training.device import autocast
 from pretrainer.training.optim import build_adamw, build_schedule
 from pretrainer.training.signals import StopRequest
@@ -139,7 +139,7 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
                 saver.save(state)
                 return state
 
-            rng_before = rng_state()  # the last good state, should this step turn out non-finite
+            rng_before = torch_rng_state()  # the last good state, should this step turn out non-finite
             outcome = _optimizer_step(forward_model, model, data.train, cfg, runtime, optimizer, state.step)
             if outcome.finite:
                 scheduler.step()
@@ -224,7 +224,7 @@ def _optimizer_step(forward_model: nn.Module, model: PretrainingModel, blocks: B
 
 
 def _on_nonfinite(outcome: StepOutcome, cfg: TrainerConfig, saver: Saver, state: TrainState,
-                  rng_before: dict[str, Any]) -> None:
+                  rng_before: dict[str, Any]) -> None:  # rng_before: torch's RNGs before this step
     """The step was not applied. skip: record it and go on (the lr schedule does not advance);
     fail, or one skip more than `max_skips` in a row: save the state before this step and raise."""
     step = state.step + 1
@@ -241,7 +241,7 @@ def _on_nonfinite(outcome: StepOutcome, cfg: TrainerConfig, saver: Saver, state:
     else:
         remedy = ("lower trainer.lr, then resume=true resume_allow_changes=[trainer.lr]; or skip such steps: "
                   "trainer.nonfinite=skip resume=true resume_allow_changes=[trainer.nonfinite]")
-    path = saver.save(state, rng=rng_before)
+    path = saver.save(state, rng=rng_state() | rng_before)
     raise DivergenceError(f"pretraining diverged: {what}; saved the state before it (step {state.step}) to "
                           f"{path}; {remedy}")
 

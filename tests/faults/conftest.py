@@ -41,21 +41,23 @@ def finished_run(tmp_path_factory, cache: Path, name: str, *overrides: str) -> P
     """`pretrainer train` of RUN (plus overrides) on `cache` into a new run dir, in this process,
     for a module-scoped fixture (so the run dir has its `.hydra/` record, as a user's would)."""
     run_dir = tmp_path_factory.mktemp(name) / "run"
-    reset_cli_state()
-    argv = sys.argv
-    sys.argv = ["pretrainer", "train", *RUN, f"cache_dir={cache}", *overrides, f"hydra.run.dir={run_dir}"]
-    try:
-        cli.main()
-    finally:
-        sys.argv = argv
-    assert (run_dir / "summary.json").is_file()
+    assert invoke_cli("train", *RUN, f"cache_dir={cache}", *overrides, f"hydra.run.dir={run_dir}") == 0
     return run_dir
 
 
-def reset_cli_state() -> None:
-    """The CLI keeps a sweep's jobs in module lists (one process, one command): empty them."""
+def invoke_cli(*args: str) -> int:
+    """`pretrainer *args` in this process; its exit code. The CLI keeps a sweep's jobs in module
+    lists (one process, one command): they are emptied first."""
     for pending in (cli.FAILED_JOBS, cli.SWEEP_JOBS, cli.SWEEP_DIR, cli.SWEEP_SIZE):
         pending.clear()
+    argv, sys.argv = sys.argv, ["pretrainer", *args]
+    try:
+        cli.main()
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = argv
+    return 0
 
 
 @dataclass
@@ -74,15 +76,9 @@ def run_cli(capsys, monkeypatch, shared_cache) -> Callable[..., CliResult]:
     """run_cli(*args) runs `pretrainer *args` in this process and returns its exit code and output."""
 
     def _run(*args: str) -> CliResult:
-        reset_cli_state()
-        monkeypatch.setattr(sys, "argv", ["pretrainer", *args])
         monkeypatch.setenv("PRETRAINER_CACHE", str(shared_cache))
         capsys.readouterr()
-        try:
-            cli.main()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
+        code = invoke_cli(*args)
         out = capsys.readouterr()
         return CliResult(code, out.out, out.err)
 

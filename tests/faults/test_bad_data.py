@@ -46,13 +46,20 @@ def test_invalid_utf8_in_a_corpus_names_file_and_line_or_is_replaced(tmp_path, n
                                                                      replaced):
     path = tmp_path / name
     path.write_bytes(content)
-    strict = open_corpus(DataConfig(source="text_files", paths=[str(path)]))
-    message = f"{path}:{line}: invalid UTF-8 ({where}); fix the file or set data.decode_errors=replace"
-    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
-        list(strict.documents())
-    lenient = open_corpus(DataConfig(source="text_files", paths=[str(path)], decode_errors="replace"))
-    assert list(lenient.documents()) == replaced
-    assert lenient.fingerprint == strict.fingerprint  # strict fails or reads the same text
+
+    def corpus(errors: str):
+        return open_corpus(DataConfig(source="text_files", paths=[str(path)], decode_errors=errors))
+
+    assert_decoding(lambda errors: list(corpus(errors).documents()), ConfigError,
+                    f"{path}:{line}: invalid UTF-8 ({where}); fix the file or set data.decode_errors=replace", replaced)
+    assert corpus("replace").fingerprint == corpus("strict").fingerprint  # strict fails or reads the same text
+
+
+def assert_decoding(read, error_type: type[Exception], message: str, replaced) -> None:
+    """`read(decode_errors)` raises exactly `message` under strict, and returns `replaced` under replace."""
+    with pytest.raises(error_type, match=f"^{re.escape(message)}$"):
+        read("strict")
+    assert read("replace") == replaced
 
 
 @pytest.mark.parametrize(("name", "content"), [
@@ -108,13 +115,15 @@ def test_invalid_utf8_in_a_task_file_names_file_and_line_or_is_replaced(tmp_path
                                                                        replaced):
     path = tmp_path / name
     path.write_bytes(content)
-    strict = FinetuneConfig(source="files", tasks=["mine"], train_file=str(path), test_file=str(path))
-    message = f"{path}:{line}: invalid UTF-8 ({where}); fix the file or set finetune.decode_errors=replace"
-    with pytest.raises(TaskDataError, match=f"^{re.escape(message)}$"):
-        read_rows(path, strict)
-    lenient = FinetuneConfig(source="files", tasks=["mine"], train_file=str(path), test_file=str(path),
-                             decode_errors="replace")
-    assert [(row.text_a, row.line) for row in read_rows(path, lenient)] == replaced
+
+    def rows(errors: str):
+        cfg = FinetuneConfig(source="files", tasks=["mine"], train_file=str(path), test_file=str(path),
+                             decode_errors=errors)
+        return [(row.text_a, row.line) for row in read_rows(path, cfg)]
+
+    assert_decoding(rows, TaskDataError,
+                    f"{path}:{line}: invalid UTF-8 ({where}); fix the file or set finetune.decode_errors=replace",
+                    replaced)
 
 
 # Long documents --------------------------------------------------------------------------------
