@@ -26,3 +26,6 @@ test-all:  ## also the slow tests
 
 lint:  ## ruff
 	$(PYTHON) -m ruff check pretrainer tests scripts
+
+bench:  ## training throughput side by side with transformers (tiny/mini on CPU, base shapes on a GPU)
+	$(PYTHON) scripts/bench.py

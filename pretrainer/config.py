@@ -311,7 +311,12 @@ class TrainerConfig:
 
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
-    compile: bool = False  # torch.compile the model (worth it on GPU)
+    compile: bool = False  # torch.compile the training step's forward (worth it on GPU; its time is in the summary)
+    compile_backend: str = "inductor"  # inductor | aot_eager | eager (the last two: for debugging graph breaks)
+    data_workers: int = 0  # processes collating micro-batches ahead of the step (0: in the training process)
+    # Attention kernel: auto (FlexAttention on CUDA where a document/prefix/padding mask or a position
+    # bias would keep SDPA off its fused kernels; SDPA otherwise) | sdpa | flex
+    attention: str = "auto"
     num_threads: int | None = None  # CPU threads for torch (None: torch's default)
     seed: int = 0
     batch_size: int = 16  # blocks per micro-batch
@@ -346,6 +351,10 @@ class TrainerConfig:
         check_choice("trainer.precision", self.precision, ("auto", "fp32", "bf16"))
         check_choice("trainer.schedule", self.schedule, ("cosine", "linear", "constant"))
         check_choice("trainer.nonfinite", self.nonfinite, ("fail", "skip"))
+        check_choice("trainer.compile_backend", self.compile_backend, ("inductor", "aot_eager", "eager"))
+        check_choice("trainer.attention", self.attention, ("auto", "sdpa", "flex"))
+        if self.data_workers < 0:
+            raise ConfigError(f"trainer.data_workers must be >= 0, got {self.data_workers}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"trainer.device={self.device!r} is not valid; choose auto, cpu, cuda, cuda:N or mps")
         if self.max_steps is None and self.max_tokens is None and self.max_flops is None:

@@ -113,7 +113,8 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
         extras = {"config": asdict(cfg), "tokenizer_fingerprint": tokenizer_hash,
                   "data_fingerprint": corpus.fingerprint, "execution": execution}
         runtime = Runtime(device, bf16, run_dir / "checkpoints", extras, stop,
-                          resume_from=resume_point.payload if resume_point else None, halt_at_step=halt_at_step)
+                          resume_from=resume_point.payload if resume_point else None, halt_at_step=halt_at_step,
+                          tokens_per_block=cfg.data.block_size)
         # The planner's count of training FLOPs per token: a FLOPs budget becomes steps through it.
         flops_per_token = model_cost(cfg, tokenizer.get_vocab_size())[1]
         pretrain_clock = Stopwatch()
@@ -200,6 +201,7 @@ def _summary(cfg: Config, run_name: str, run_dir: Path, tokenizer: Tokenizer, to
                  "block_size": packed.train.block_size},
         "pretrain": {"steps": state.step, "tokens": state.tokens_seen, "wall_time_s": pretrain_seconds,
                      "train_time_s": state.train_time_s,
+                     "compile_s": state.compile_s if cfg.trainer.compile else None,
                      "tokens_per_s": state.tokens_seen / max(state.train_time_s, 1e-9),
                      "final_eval_loss": final_eval, "eval_losses": state.eval_losses,
                      "skipped_steps": state.skipped_steps},

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from pretrainer.config import Config
-from pretrainer.data.blocks import BlockBatch
+from pretrainer.data.blocks import BlockSet
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import print_key_values
 from pretrainer.models import build_body
@@ -32,6 +32,7 @@ from pretrainer.models.positions import RelativePositionBias
 from pretrainer.objectives import build_objective, objective_class
 from pretrainer.objectives.t5_span import corrupted_lengths, raw_length_for_input
 from pretrainer.tokenization import SPECIAL_TOKENS, SpecialIds
+from pretrainer.training.batches import BatchStream, MicroBatches
 from pretrainer.training.device import resolve_device, use_bf16
 from pretrainer.training.loop import total_steps
 
@@ -67,7 +68,7 @@ def model_cost(cfg: Config, vocab: int | None = None) -> tuple[dict[str, int], f
         vocab = cfg.tokenizer.vocab_size + len(extra)
     with torch.device("meta"):
         body = build_body(cfg.arch, vocab)
-        objective = build_objective(cfg.objective, body, _special_ids(), vocab)
+        objective = build_objective(cfg.objective, body, planned_special_ids(cfg, vocab), vocab)
     counts = parameter_counts(body, objective)
     return counts, flops_per_token(cfg, counts, objective_shape(cfg), vocab), vocab
 
@@ -112,8 +113,12 @@ def plan_rows(plan: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def _special_ids() -> SpecialIds:
-    return SpecialIds(*range(len(SPECIAL_TOKENS)), count=len(SPECIAL_TOKENS), sentence_ends=(len(SPECIAL_TOKENS),))
+def planned_special_ids(cfg: Config, vocab: int) -> SpecialIds:
+    """Special ids as a real tokenizer would have them: the special tokens first, a sentence end
+    after them, and the objective's added tokens (T5's sentinels) at the end of the vocabulary."""
+    added = len(objective_class(cfg.objective).special_tokens(cfg.objective, cfg.data.block_size))
+    return SpecialIds(*range(len(SPECIAL_TOKENS)), count=len(SPECIAL_TOKENS), sentence_ends=(len(SPECIAL_TOKENS),),
+                      sentinels=tuple(range(vocab - added, vocab)))
 
 
 def parameter_counts(body: nn.Module, objective: nn.Module) -> dict[str, int]:
@@ -173,28 +178,43 @@ def expected_wall_time(cfg: Config, plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure_throughput(cfg: Config, vocab: int) -> float:
-    """Tokens/s of real optimizer steps on random blocks (the first step, a warm-up, is not timed)."""
+    """Tokens/s of the training step `train` runs (`_optimizer_step`: the same collation, batch
+    stream, autocast, compile and optimizer) on random text-like blocks, on trainer.device.
+    The warm-up steps (one, two under compile: compilation, then the cached graph) are not timed."""
+    from pretrainer.training.loop import PretrainingModel, Runtime, _optimizer_step, compiled
     from pretrainer.training.optim import build_adamw
 
-    device = resolve_device(cfg.trainer.device)
+    trainer = cfg.trainer
+    device = resolve_device(trainer.device)
     torch.manual_seed(0)
     body = build_body(cfg.arch, vocab)
-    objective = build_objective(cfg.objective, body, _special_ids(), vocab)
-    model = nn.ModuleDict({"body": body, "objective": objective}).to(device)
-    optimizer = build_adamw(model, cfg.trainer.lr, cfg.trainer.weight_decay, (cfg.trainer.beta1, cfg.trainer.beta2))
+    objective = build_objective(cfg.objective, body, planned_special_ids(cfg, vocab), vocab)
+    model = PretrainingModel(body, objective).to(device)
+    optimizer = build_adamw(model, trainer.lr, trainer.weight_decay, (trainer.beta1, trainer.beta2))
+    forward_model = compiled(model, trainer)
+    runtime = Runtime(device, use_bf16(trainer.precision, device), Path(), {})
     raw = objective_class(cfg.objective).raw_block_size(cfg.objective, cfg.data.block_size)
-    rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
-    timed = 0.0
-    for step in range(cfg.plan.measure_steps + 1):
-        ids = rng.integers(len(SPECIAL_TOKENS) + 1, vocab - 1, size=(cfg.trainer.batch_size, raw))
-        ids[:, 0] = 2  # [CLS]
-        blocks = BlockBatch(ids, np.ones_like(ids, dtype=bool), np.repeat(np.arange(len(ids))[:, None], raw, 1))
-        start = time.perf_counter()
-        batch = {k: v.to(device) for k, v in objective.collate(blocks, generator).items()}
-        objective(body, batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        timed += time.perf_counter() - start if step else 0.0
-    return cfg.plan.measure_steps * cfg.trainer.batch_size * cfg.data.block_size / timed
+    warmup = 2 if trainer.compile else 1
+    steps = warmup + cfg.plan.measure_steps
+    blocks = random_text_blocks(raw, trainer.batch_size * trainer.grad_accum * steps, model.objective.special, vocab)
+    batches = MicroBatches(model.objective.collate, blocks, trainer.batch_size, trainer.grad_accum, trainer.seed)
+    with BatchStream(batches, 0, steps, device, trainer.data_workers) as stream:
+        for step in range(steps):
+            if step == warmup:
+                start = time.perf_counter()
+            _optimizer_step(forward_model, model, stream, trainer, runtime, optimizer, step)  # ends in a host sync
+    seconds = time.perf_counter() - start
+    return cfg.plan.measure_steps * trainer.batch_size * trainer.grad_accum * cfg.data.block_size / seconds
+
+
+def random_text_blocks(raw_block_size: int, num_blocks: int, special: SpecialIds, vocab: int) -> BlockSet:
+    """Blocks of random word ids with the planner's special ids, shaped like packed text: words
+    of one to three tokens, a sentence end about every 12 tokens and a document end about
+    every 100, so that span, sentence and document logic does its usual work."""
+    rng = np.random.default_rng(0)
+    words = (special.count + 1, vocab - len(special.sentinels))  # neither special tokens nor sentinels
+    stream = rng.integers(*words, size=(num_blocks, raw_block_size - 1))
+    stream[rng.random(stream.shape) < 1 / 12] = special.sentence_ends[0]
+    stream[rng.random(stream.shape) < 1 / 100] = special.sep
+    word_starts = (rng.random(stream.shape) < 0.7).astype(np.uint8)
+    return BlockSet(stream, word_starts, special.cls, special.sep)

@@ -30,7 +30,7 @@ PACKAGES = ("pretrainer", "torch", "tokenizers", "datasets", "hydra-core", "omeg
 # left out of the config fingerprint, and free to change on resume.
 RESULT_NEUTRAL_KEYS = ("run_name", "cache_dir", "resume", "resume_allow_changes", "init", "logger", "plan",
                        "trainer.log_every", "trainer.checkpoint_every", "trainer.keep_checkpoints",
-                       "data.verify_cache", "finetune.save_predictions", "tokenizer.show",
+                       "trainer.data_workers", "data.verify_cache", "finetune.save_predictions", "tokenizer.show",
                        "tokenizer.diagnostic_documents")
 
 
@@ -126,7 +126,7 @@ def completed_with(run_dir: Path, cfg: Config) -> bool:
 
 # ---- comparing a run with its re-run ------------------------------------------------------------------------------
 
-TIMING_KEYS = ("tokens_per_s", "wall_time_s", "train_time_s", "run_dir", "run_name")
+TIMING_KEYS = ("tokens_per_s", "wall_time_s", "train_time_s", "compile_s", "run_dir", "run_name")
 
 
 def result_values(summary: dict[str, Any], prefix: str = "") -> dict[str, float]:

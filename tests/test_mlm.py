@@ -8,6 +8,7 @@ import torch
 
 from pretrainer.config import ArchConfig, ObjectiveConfig
 from pretrainer.models import TransformerBody
+from pretrainer.objectives.base import prediction_slots
 from pretrainer.objectives.mlm import MaskedLM
 from pretrainer.tokenization import SpecialIds
 from tests.helpers import block_batch
@@ -117,7 +118,8 @@ def test_loss_ignores_unselected_positions():
     def with_target_changed(position: tuple[int, int]) -> torch.Tensor:
         targets = batch["targets"].clone()
         targets[position] = SPECIAL.count + (int(targets[position]) - SPECIAL.count + 1) % (VOCAB - SPECIAL.count)
-        return mlm(body, dict(batch, targets=targets)).loss
+        slots = prediction_slots(batch["selected"], targets, None)  # as collation lists them
+        return mlm(body, dict(batch, targets=targets) | slots).loss
 
     unselected = tuple((~batch["selected"]).nonzero()[0].tolist())
     selected = tuple(batch["selected"].nonzero()[0].tolist())

@@ -57,3 +57,28 @@ def test_plan_measures_throughput_when_asked(compose_config):
     plan = plan_experiment(compose_config("plan.measure_steps=2"))
     assert plan["tokens_per_s"] > 0 and plan["throughput_from"] == "measured over 2 steps"
     assert plan["wall_time_s"] == pytest.approx(plan["tokens"] / plan["tokens_per_s"])
+
+
+def test_measured_throughput_times_the_training_step(compose_config, monkeypatch):
+    """`plan.measure_steps` runs the trainer's own step (`_optimizer_step`, with the configured
+    compile), warm-up untimed: for t5_span too (its sentinels are in the planned vocabulary)."""
+    from pretrainer.training import loop
+
+    calls = []
+    real_step = loop._optimizer_step
+    monkeypatch.setattr(loop, "_optimizer_step", lambda *args: calls.append(args[-1]) or real_step(*args))
+    plan = plan_experiment(compose_config("objective=t5_span", "plan.measure_steps=2", "trainer.compile=true",
+                                          "trainer.compile_backend=aot_eager"))
+    assert calls == [0, 1, 2, 3]  # two warm-up steps under compile (compilation, the cached graph), two timed
+    assert plan["tokens_per_s"] > 0
+
+
+def test_plan_and_train_agree_on_the_steps_of_a_token_budget(compose_config, tmp_path):
+    """t5_span reads longer raw blocks than its inputs: both count the input tokens."""
+    from pretrainer.pipeline import train
+
+    cfg = compose_config("objective=t5_span", "finetune=none", "trainer.max_steps=null", "trainer.max_tokens=1000")
+    planned = plan_experiment(cfg)
+    summary = train(cfg, tmp_path / "run")
+    assert summary["pretrain"]["steps"] == planned["steps"] == 4  # ceil(1000 / (8 x 32))
+    assert summary["pretrain"]["tokens"] == planned["tokens"] == 4 * 8 * 32

@@ -9,7 +9,9 @@
 - T5 relative bias (Raffel et al. 2020): a learned scalar per head and bucket of
   relative distance (exact below half the buckets, logarithmic up to a max distance),
   added to the scores of every layer of a stack.
-The relative kinds work at any length, including beyond the training length.
+The relative kinds work at any length, including beyond the training length. Each comes
+both as a dense (1, H, T, S) bias (for SDPA's attn_mask) and as a FlexAttention score_mod
+adding the same values inside the kernel, without the (H, T, S) tensor.
 """
 
 from __future__ import annotations
@@ -67,6 +69,13 @@ def alibi_bias(slopes: torch.Tensor, length: int) -> torch.Tensor:
     return -(slopes[:, None, None] * distance[None]).unsqueeze(0)
 
 
+def alibi_score_mod(slopes: torch.Tensor):
+    """FlexAttention score_mod adding `alibi_bias`'s -slope * |i - j|; `slopes` (H,)."""
+    def score_mod(score, b, h, q_idx, kv_idx):
+        return score - slopes[h] * (q_idx - kv_idx).abs()
+    return score_mod
+
+
 class RelativePositionBias(nn.Module):
     """T5's learned bias per (bucket of j - i, head): (1, H, T, S) added to attention scores."""
 
@@ -100,3 +109,18 @@ class RelativePositionBias(nn.Module):
         relative = (torch.arange(key_length, device=device)[None, :]
                     - torch.arange(query_length, device=device)[:, None])  # (T, S)
         return self.embedding(self.bucket(relative)).permute(2, 0, 1).unsqueeze(0)  # (1, H, T, S)
+
+    def by_offset(self, query_length: int, key_length: int) -> torch.Tensor:
+        """(T + S - 1, H): the bias of every offset key - query, from -(T - 1) to S - 1."""
+        device = self.embedding.weight.device
+        return self.embedding(self.bucket(torch.arange(1 - query_length, key_length, device=device)))
+
+    def score_mod(self, query_length: int, key_length: int, dtype: torch.dtype):
+        """FlexAttention score_mod adding the same bias as `forward`: O(T + S) memory rather
+        than O(T S), and the embedding still learns (FlexAttention differentiates through a
+        score_mod's captured tensors)."""
+        table = self.by_offset(query_length, key_length).to(dtype)  # (T + S - 1, H)
+
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return score + table[kv_idx - q_idx + query_length - 1, h]
+        return score_mod

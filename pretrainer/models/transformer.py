@@ -1,8 +1,9 @@
 """The transformer bodies: encoder (BERT), decoder (GPT) and encoder-decoder (T5/BART).
 
 Shapes: B batch, T (query) length, S (key) length, C = d_model, H heads, D = C // H.
-Attention goes through `scaled_dot_product_attention`, which picks a fused kernel where
-one exists. Attention masks are boolean, True where a query may attend a key.
+Each stack forward turns its attention pattern and position biases into one attention
+kernel (SDPA or FlexAttention, see `pretrainer.models.attention`) shared by its layers.
+Attention masks are boolean, True where a query may attend a key.
 """
 
 from __future__ import annotations
@@ -14,16 +15,36 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretrainer.config import ArchConfig
+from pretrainer.models.attention import (
+    Attention,
+    AttentionKernel,
+    AttentionPattern,
+    FlexKernel,
+    Rotary,
+    ScoreMod,
+    SdpaKernel,
+    cross_attention_pattern,
+    dense_mask,
+    pattern_block_mask,
+    self_attention_pattern,
+    use_flex,
+)
+
+# The mask helpers moved to attention.py; `name as name` re-exports them for callers that import them from here.
+from pretrainer.models.attention import causal_mask as causal_mask
+from pretrainer.models.attention import combine_masks as combine_masks
+from pretrainer.models.attention import key_padding_mask as key_padding_mask
+from pretrainer.models.attention import prefix_lm_mask as prefix_lm_mask
+from pretrainer.models.attention import same_document_mask as same_document_mask
+from pretrainer.models.attention import self_attention_mask as self_attention_mask
 from pretrainer.models.positions import (
     RelativePositionBias,
     alibi_bias,
+    alibi_score_mod,
     alibi_slopes,
-    apply_rotary,
     rotary_angles,
     sinusoidal_table,
 )
-
-Rotary = tuple[torch.Tensor, torch.Tensor]
 
 
 def make_norm(cfg: ArchConfig) -> nn.Module:
@@ -32,52 +53,6 @@ def make_norm(cfg: ArchConfig) -> nn.Module:
     if cfg.norm == "none":
         return nn.Identity()
     return nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps, bias=cfg.bias)
-
-
-def combine_masks(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor | None:
-    """A boolean mask (True = may attend) and an additive float bias -> one SDPA attn_mask."""
-    if bias is None:
-        return mask
-    if mask is None:
-        return bias
-    return bias.masked_fill(~mask, float("-inf"))
-
-
-def _split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
-    B, T, C = x.shape
-    return x.view(B, T, n_head, C // n_head).transpose(1, 2)  # (B, H, T, D)
-
-
-class Attention(nn.Module):
-    """Self-attention (`context` None) or cross-attention over `context` (B, S, C)."""
-
-    def __init__(self, cfg: ArchConfig, cross: bool):
-        super().__init__()
-        self.n_head = cfg.n_head
-        self.cross = cross
-        if cross:  # queries from the decoder, keys and values from the encoder's output
-            self.q = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
-            self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model, bias=cfg.bias)
-        else:
-            self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
-        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
-        self.dropout = cfg.dropout
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
-                rotary: Rotary | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
-        """`mask`: None, boolean (True = may attend) or additive float, broadcastable to (B, H, T, S)."""
-        B, T, C = x.shape
-        if self.cross:
-            q = self.q(x)
-            k, v = self.kv(context).chunk(2, dim=-1)
-        else:
-            q, k, v = self.qkv(x).chunk(3, dim=-1)
-        q, k, v = (_split_heads(t, self.n_head) for t in (q, k, v))  # (B, H, T or S, D)
-        if rotary is not None and not self.cross:  # cross-attention compares different sequences
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, D)
-        return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
 ACTIVATIONS = {
@@ -120,11 +95,11 @@ class Block(nn.Module):
         self.ffn = FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, rotary: Rotary | None,
-                memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self._sublayer(x, self.attn_norm, lambda h: self.attn(h, mask, is_causal, rotary))
+    def forward(self, x: torch.Tensor, kernel: AttentionKernel, rotary: Rotary | None,
+                memory: torch.Tensor | None = None, cross_kernel: AttentionKernel | None = None) -> torch.Tensor:
+        x = self._sublayer(x, self.attn_norm, lambda h: self.attn(h, kernel, rotary))
         if self.cross is not None:
-            x = self._sublayer(x, self.cross_norm, lambda h: self.cross(h, memory_mask, False, context=memory))
+            x = self._sublayer(x, self.cross_norm, lambda h: self.cross(h, cross_kernel, context=memory))
         return self._sublayer(x, self.ffn_norm, self.ffn)
 
     def _sublayer(self, x: torch.Tensor, norm: nn.Module, fn) -> torch.Tensor:
@@ -137,12 +112,15 @@ class TransformerStack(nn.Module):
     """Embedded tokens (B, T, C) -> hidden states (B, T, C): positions, blocks, final norm.
 
     `causal` matters only to position biases that differ by direction (T5's buckets);
-    the attention mask itself comes from the caller.
+    the attention pattern itself comes from the caller. `attention_backend` ("auto", "sdpa",
+    "flex"; see `pretrainer.models.attention`) picks the kernel.
     """
 
-    def __init__(self, cfg: ArchConfig, n_layer: int, cross_attention: bool = False, causal: bool = False):
+    def __init__(self, cfg: ArchConfig, n_layer: int, cross_attention: bool = False, causal: bool = False,
+                 attention_backend: str = "auto"):
         super().__init__()
         self.cfg = cfg
+        self.attention_backend = attention_backend
         self.positions = cfg.positions
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
         if cfg.positions == "sinusoidal":
@@ -162,79 +140,84 @@ class TransformerStack(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, cross_attention) for _ in range(n_layer))
         self.final_norm = make_norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
-                memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: AttentionPattern | torch.Tensor | None, is_causal: bool = False,
+                memory: torch.Tensor | None = None,
+                memory_mask: AttentionPattern | torch.Tensor | None = None) -> torch.Tensor:
+        """`mask`: the self-attention pattern; or, as SDPA takes them, a mask tensor or None
+        with `is_causal` (a tensor always runs SDPA: only a pattern can become a BlockMask).
+        `memory_mask`: the cross-attention pattern over `memory` (B, S, C) (key padding),
+        an SDPA mask tensor, or None."""
+        if isinstance(mask, AttentionPattern) and is_causal:
+            raise ValueError("with an AttentionPattern, causality is the pattern's: pass is_causal=False")
+        if mask is None:
+            mask = AttentionPattern(causal=is_causal)
+        x, rotary = self._absolute_positions(x)
+        kernel = self._self_attention_kernel(mask, x)
+        cross_kernel = None if memory is None else self._cross_attention_kernel(memory_mask, x, memory)
+        x = self.drop(self.emb_norm(x))
+        for block in self.blocks:
+            x = block(x, kernel, rotary, memory, cross_kernel)
+        return self.final_norm(x)
+
+    def _use_flex(self, x: torch.Tensor, needs_mask_or_bias: bool) -> bool:
+        dropout_active = self.training and self.cfg.dropout > 0
+        return use_flex(self.attention_backend, x.device, self.cfg.d_model // self.cfg.n_head, needs_mask_or_bias,
+                        dropout_active)
+
+    def _self_attention_kernel(self, mask: AttentionPattern | torch.Tensor, x: torch.Tensor) -> AttentionKernel:
+        """Built once per forward, shared by every layer: the pattern as a BlockMask and the
+        position bias as a score_mod (FlexAttention), or both as one dense mask (SDPA)."""
         T = x.shape[1]
-        x, rotary, bias = self._positions(x)
+        has_bias = self.positions in ("alibi", "t5_relative_bias")
+        if isinstance(mask, AttentionPattern) and self._use_flex(x, mask.needs_mask or has_bias):
+            return FlexKernel(pattern_block_mask(mask, T, T, x.device), self._score_mod(T, x.dtype))
+        mask, is_causal = dense_mask(mask, T) if isinstance(mask, AttentionPattern) else (mask, False)
+        bias = self._dense_bias(T, x.dtype)
         if bias is not None:  # an additive bias needs an explicit mask: SDPA's is_causal takes none
             if is_causal:
                 mask, is_causal = causal_mask(T, x.device), False
             mask = combine_masks(mask, bias)
-        x = self.drop(self.emb_norm(x))
-        for block in self.blocks:
-            x = block(x, mask, is_causal, rotary, memory, memory_mask)
-        return self.final_norm(x)
+        return SdpaKernel(mask, is_causal)
 
-    def _positions(self, x: torch.Tensor) -> tuple[torch.Tensor, Rotary | None, torch.Tensor | None]:
-        """(input with absolute positions added, rotary tables, additive score bias (1, H, T, T))."""
+    def _cross_attention_kernel(self, memory_mask: AttentionPattern | torch.Tensor | None, x: torch.Tensor,
+                                memory: torch.Tensor) -> AttentionKernel:
+        if not isinstance(memory_mask, AttentionPattern):
+            return SdpaKernel(memory_mask, False)
+        if self._use_flex(x, memory_mask.needs_mask):
+            return FlexKernel(pattern_block_mask(memory_mask, x.shape[1], memory.shape[1], x.device), None)
+        return SdpaKernel(dense_mask(memory_mask, x.shape[1])[0], False)
+
+    def _absolute_positions(self, x: torch.Tensor) -> tuple[torch.Tensor, Rotary | None]:
+        """(input with absolute positions added, rotary tables); the relative kinds add nothing here."""
         T = x.shape[1]
         if self.positions == "learned":
             if T > self.cfg.max_len:
                 raise ValueError(f"input length {T} exceeds arch.max_len={self.cfg.max_len} (learned positions)")
-            return x + self.pos_emb(torch.arange(T, device=x.device)), None, None
+            return x + self.pos_emb(torch.arange(T, device=x.device)), None
         if self.positions == "sinusoidal":
             table = self.sinusoids if T <= self.sinusoids.shape[0] else sinusoidal_table(T, x.shape[2], x.device)
-            return x + table[:T].to(x.dtype), None, None
+            return x + table[:T].to(x.dtype), None
         if self.positions == "rotary":
             if T > self.rotary_cos.shape[0]:  # beyond the training length: extend the tables
                 self.rotary_cos, self.rotary_sin = rotary_angles(T, self.rotary_cos.shape[1] * 2, x.device)
-            return x, (self.rotary_cos[:T], self.rotary_sin[:T]), None
+            return x, (self.rotary_cos[:T], self.rotary_sin[:T])
+        return x, None
+
+    def _dense_bias(self, T: int, dtype: torch.dtype) -> torch.Tensor | None:
+        """The additive score bias (1, H, T, T) of ALiBi or T5's relative positions, else None."""
         if self.positions == "alibi":
-            return x, None, alibi_bias(self.alibi_slopes, T).to(x.dtype)
-        return x, None, self.relative_bias(T, T).to(x.dtype)
-
-
-def key_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """(B, S) True at real tokens -> (B, 1, 1, S) for SDPA, or None when nothing is padded."""
-    if attention_mask is None or bool(attention_mask.all()):
+            return alibi_bias(self.alibi_slopes, T).to(dtype)
+        if self.positions == "t5_relative_bias":
+            return self.relative_bias(T, T).to(dtype)
         return None
-    return attention_mask.bool()[:, None, None, :]
 
-
-def causal_mask(length: int, device: torch.device) -> torch.Tensor:
-    """(T, T) [query, key]: position i sees j when j <= i."""
-    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
-
-
-def prefix_lm_mask(prefix_lengths: torch.Tensor, length: int) -> torch.Tensor:
-    """(B,) prefix lengths -> (B, 1, T, T): position i sees j when j <= i or j is in the prefix."""
-    in_prefix = torch.arange(length, device=prefix_lengths.device)[None, :] < prefix_lengths[:, None]  # (B, T) keys
-    return (causal_mask(length, prefix_lengths.device)[None] | in_prefix[:, None, :])[:, None]
-
-
-def same_document_mask(document_ids: torch.Tensor) -> torch.Tensor:
-    """(B, T) document index per token -> (B, 1, T, T): a query sees only keys of its own document."""
-    return (document_ids[:, :, None] == document_ids[:, None, :])[:, None]
-
-
-def self_attention_mask(causal: bool, length: int, attention_mask: torch.Tensor | None = None,
-                        prefix_lengths: torch.Tensor | None = None,
-                        document_ids: torch.Tensor | None = None) -> tuple[torch.Tensor | None, bool]:
-    """(SDPA boolean mask or None, is_causal) for one self-attention stack: key padding
-    (bidirectional), causal or prefix-LM (causal), each narrowed to a token's own document
-    when `document_ids` (B, T) is given. Every token sees at least itself, so no row is empty."""
-    if not causal:
-        mask, is_causal = key_padding_mask(attention_mask), False
-    elif prefix_lengths is not None:
-        mask, is_causal = prefix_lm_mask(prefix_lengths, length), False
-    else:
-        mask, is_causal = None, True
-    if document_ids is None:
-        return mask, is_causal
-    same = same_document_mask(document_ids)
-    if is_causal:
-        same = same & causal_mask(length, same.device)
-    return (same if mask is None else mask & same), False
+    def _score_mod(self, T: int, dtype: torch.dtype) -> ScoreMod | None:
+        """The same bias as `_dense_bias`, as a FlexAttention score_mod."""
+        if self.positions == "alibi":
+            return alibi_score_mod(self.alibi_slopes)
+        if self.positions == "t5_relative_bias":
+            return self.relative_bias.score_mod(T, T, dtype)
+        return None
 
 
 def init_weights(model: nn.Module, cfg: ArchConfig) -> None:
@@ -261,14 +244,14 @@ class TransformerBody(nn.Module):
     (GPT), or bidirectionally over a per-row prefix when `prefix_lengths` is given.
     """
 
-    def __init__(self, cfg: ArchConfig, vocab_size: int):
+    def __init__(self, cfg: ArchConfig, vocab_size: int, attention_backend: str = "auto"):
         super().__init__()
         self.cfg = cfg
         self.causal = cfg.name == "decoder"
         self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
         # Segment (token-type) embeddings mark sentence A / B of a pair (BERT).
         self.seg_emb = nn.Embedding(2, cfg.d_model) if cfg.segment_embeddings else None
-        self.stack = TransformerStack(cfg, cfg.n_layer, causal=self.causal)
+        self.stack = TransformerStack(cfg, cfg.n_layer, causal=self.causal, attention_backend=attention_backend)
         init_weights(self, cfg)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -282,9 +265,7 @@ class TransformerBody(nn.Module):
         x = self.tok_emb(input_ids)  # (B, T, C)
         if self.seg_emb is not None:
             x = x + self.seg_emb(torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids)
-        mask, is_causal = self_attention_mask(self.causal, input_ids.shape[1], attention_mask, prefix_lengths,
-                                              document_ids)
-        return self.stack(x, mask, is_causal=is_causal)
+        return self.stack(x, self_attention_pattern(self.causal, attention_mask, prefix_lengths, document_ids))
 
 
 class EncoderDecoder(nn.Module):
@@ -297,23 +278,25 @@ class EncoderDecoder(nn.Module):
 
     causal = False
 
-    def __init__(self, cfg: ArchConfig, vocab_size: int):
+    def __init__(self, cfg: ArchConfig, vocab_size: int, attention_backend: str = "auto"):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
-        self.encoder = TransformerStack(cfg, cfg.n_layer)
-        self.decoder = TransformerStack(cfg, cfg.n_decoder_layer or cfg.n_layer, cross_attention=True, causal=True)
+        self.encoder = TransformerStack(cfg, cfg.n_layer, attention_backend=attention_backend)
+        self.decoder = TransformerStack(cfg, cfg.n_decoder_layer or cfg.n_layer, cross_attention=True, causal=True,
+                                        attention_backend=attention_backend)
         init_weights(self, cfg)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encoder(self.tok_emb(input_ids), key_padding_mask(attention_mask), is_causal=False)
+        return self.encoder(self.tok_emb(input_ids), self_attention_pattern(False, attention_mask))
 
     def decode(self, decoder_input_ids: torch.Tensor, memory: torch.Tensor,
                memory_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, S) ids, (B, T, C) encoder states, (B, T) encoder mask -> (B, S, C)."""
-        return self.decoder(self.tok_emb(decoder_input_ids), None, is_causal=True,
-                            memory=memory, memory_mask=key_padding_mask(memory_mask))
+        return self.decoder(self.tok_emb(decoder_input_ids), AttentionPattern(causal=True),
+                            memory=memory, memory_mask=cross_attention_pattern(memory_mask))
 
 
-def build_body(cfg: ArchConfig, vocab_size: int) -> TransformerBody | EncoderDecoder:
-    return EncoderDecoder(cfg, vocab_size) if cfg.name == "encoder_decoder" else TransformerBody(cfg, vocab_size)
+def build_body(cfg: ArchConfig, vocab_size: int, attention_backend: str = "auto") -> TransformerBody | EncoderDecoder:
+    family = EncoderDecoder if cfg.name == "encoder_decoder" else TransformerBody
+    return family(cfg, vocab_size, attention_backend)

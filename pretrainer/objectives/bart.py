@@ -7,9 +7,13 @@ decoder reconstructs the original block.
   they cover `mask_prob` (30%) of the tokens; the spans are placed at random, apart from
   each other, and each is replaced by one `[MASK]`; a zero-length span inserts a `[MASK]`.
 The target is the uncorrupted block (`[CLS]` first, as BART's `<s>`): the decoder reads
-it shifted right and predicts every next token. The corrupted input can grow by
-inserted masks; it is cut at the block length, which only happens when zero-length spans
-outnumber all the tokens the other spans removed.
+it shifted right and predicts every next token. The corrupted input is always (B, T), the
+block's shape (compiled steps need static shapes): it is padded with [PAD] (attention mask
+False) after its last token, and cut at T in the rare row where zero-length spans insert
+more masks than the other spans removed tokens.
+
+Collation is vectorised over the batch (numpy, no per-row loop): the span lengths, places
+and sentence orders of all rows are drawn at once.
 """
 
 from __future__ import annotations
@@ -21,40 +25,69 @@ from torch import nn
 from pretrainer.config import ObjectiveConfig
 from pretrainer.data.blocks import BlockBatch
 from pretrainer.objectives.base import Objective, ObjectiveOutput, lm_head, numpy_rng
-from pretrainer.objectives.masking import place_spans, sample_span_lengths
+from pretrainer.objectives.masking import Spans, place_spans, sample_span_lengths, take_rows
 from pretrainer.objectives.t5_span import seq2seq_loss
 from pretrainer.tokenization import SpecialIds
 
 
 def permute_sentences(tokens: np.ndarray, sentence_ends: np.ndarray, sep_id: int,
                       rng: np.random.Generator) -> np.ndarray:
-    """Shuffle the sentences between separators; position 0 ([CLS]) and separators stay."""
-    out = tokens.copy()
-    boundaries = np.flatnonzero(tokens == sep_id)
-    starts, ends = np.concatenate([[1], boundaries + 1]), np.concatenate([boundaries, [len(tokens)]])
-    for start, end in zip(starts, ends, strict=True):
-        piece = tokens[start:end]
-        cuts = np.flatnonzero(np.isin(piece, sentence_ends)) + 1
-        sentences = [s for s in np.split(piece, cuts) if len(s)]
-        order = rng.permutation(len(sentences))
-        if len(sentences) > 1:
-            out[start:end] = np.concatenate([sentences[i] for i in order])
-    return out
+    """(B, T) -> (B, T) with the sentences between separators shuffled, each order equally
+    likely; position 0 ([CLS]) and separators stay.
+
+    Each row is cut into pieces ([CLS] alone, each separator alone, the stretches between)
+    and pieces into sentences (cut after a sentence end). Sorting the tokens of a row by
+    (piece, a random key of their sentence), stably so that a sentence keeps its token
+    order, shuffles the sentences within each piece and leaves the pieces where they were."""
+    B, T = tokens.shape
+    is_sep = tokens == sep_id
+    piece_begins = is_sep.copy()  # (B, T)
+    piece_begins[:, 1:] |= is_sep[:, :-1]
+    piece_begins[:, : min(T, 2)] = True  # [CLS], and the first stretch after it
+    sentence_begins = piece_begins.copy()
+    sentence_begins[:, 1:] |= np.isin(tokens[:, :-1], sentence_ends)
+    sentence = np.cumsum(sentence_begins, axis=1) - 1  # (B, T), < T
+    sentence_keys = rng.integers(0, 2**32, size=(B, T), dtype=np.int64)  # one per sentence slot
+    sort_keys = (np.cumsum(piece_begins, axis=1) << 32) | take_rows(sentence_keys, sentence)
+    return take_rows(tokens, np.argsort(sort_keys, axis=1, kind="stable"))
 
 
-def infill(tokens: np.ndarray, mask_prob: float, lam: float, mask_id: int,
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Text infilling on tokens[1:] (tokens[0] is kept). Returns the corrupted sequence and
-    the (k,) span lengths used; spans are separated by at least one kept token."""
-    body = tokens[1:]
-    lengths = sample_span_lengths(round(mask_prob * len(body)), lambda g: g.poisson(lam), rng)
-    starts, lengths = place_spans(len(body), lengths, rng)
-    out, position = [tokens[:1]], 0
-    for start, length in zip(starts, lengths, strict=True):
-        out += [body[position:start], [mask_id]]  # the span's tokens are dropped, one [MASK] stands for them
-        position = start + length
-    out.append(body[position:])
-    return np.concatenate(out).astype(np.int64), lengths
+def infill(tokens: np.ndarray, mask_prob: float, lam: float, mask_id: int, pad_id: int,
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Spans]:
+    """Text infilling on tokens[:, 1:] of (B, T) `tokens` (tokens[:, 0] is kept): in each row,
+    spans with Poisson(`lam`) lengths covering round(mask_prob * (T - 1)) tokens, laid at
+    random at least one kept token apart, each replaced by one `mask_id` (a zero-length span
+    inserts one). Returns (corrupted (B, T), lengths (B,), spans): the corrupted rows are cut
+    at T and padded with `pad_id` after their `lengths` tokens; `spans` index tokens[:, 1:]."""
+    B, T = tokens.shape
+    body_length = T - 1
+    totals = np.full(B, round(mask_prob * body_length))
+    lengths, counts = sample_span_lengths(totals, lambda g, shape: g.poisson(lam, shape), lam, rng)
+    spans = place_spans(np.full(B, body_length), lengths, counts, rng)
+    span_rows = np.broadcast_to(np.arange(B)[:, None], spans.starts.shape)[spans.valid]
+    # Slot i < T - 1 of a row emits a [MASK] when a span begins there, then body token i
+    # unless a span removed it; slot T - 1 emits the [MASK] of a zero-length span at the end.
+    begins = np.zeros((B, T), dtype=np.int64)
+    begins[span_rows, spans.starts[spans.valid]] = 1  # starts are distinct within a row
+    span_ends = np.zeros((B, T), dtype=np.int64)
+    span_ends[span_rows, spans.ends[spans.valid]] = 1  # so are ends
+    kept = np.cumsum(begins - span_ends, axis=1) == 0  # (B, T): inside no span
+    kept[:, -1] = False  # slot T - 1 has no token
+    emitted = begins + kept
+    mask_at = np.cumsum(emitted, axis=1) - emitted + 1  # (B, T): output position of a slot's first item
+    # One spare column takes every write that does not happen (no item, or past the cut at T).
+    out = np.full((B, T + 1), pad_id, dtype=np.int64)
+    out[:, 0] = tokens[:, 0]
+    _scatter(out, np.where(begins > 0, np.minimum(mask_at, T), T), mask_id)
+    body_tokens = np.concatenate([tokens[:, 1:], tokens[:, :1]], axis=1)  # (B, T): slot T - 1's is never kept
+    _scatter(out, np.where(kept, np.minimum(mask_at + begins, T), T), body_tokens)
+    return out[:, :T], np.minimum(emitted.sum(axis=1) + 1, T), spans
+
+
+def _scatter(out: np.ndarray, positions: np.ndarray, values: np.ndarray | int) -> None:
+    """out[b, positions[b, i]] = values[b, i] for (B, N) positions; one flat put for the batch."""
+    offsets = np.arange(len(out))[:, None] * out.shape[1]  # (B, 1)
+    np.put(out, positions + offsets, values)
 
 
 class BartDenoising(Objective):
@@ -63,23 +96,19 @@ class BartDenoising(Objective):
         self.head = lm_head(body, transform=False)
         self.sentence_ends = np.asarray(special.sentence_ends, dtype=np.int64)
 
-    def corrupt(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def corrupt(self, tokens: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T) blocks -> (corrupted input (B, T), attention mask (B, T)): always the block's
+        shape, so compiled steps see one input shape."""
         if self.cfg.permute_sentences:
             tokens = permute_sentences(tokens, self.sentence_ends, self.special.sep, rng)
-        corrupted, _ = infill(tokens, self.cfg.mask_prob, self.cfg.mean_span_length, self.special.mask, rng)
-        return corrupted[: len(tokens)]
+        corrupted, lengths, _ = infill(tokens, self.cfg.mask_prob, self.cfg.mean_span_length, self.special.mask,
+                                       self.special.pad, rng)
+        return corrupted, np.arange(tokens.shape[1]) < lengths[:, None]
 
     def collate(self, blocks: BlockBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        rng = numpy_rng(generator)
         original = torch.as_tensor(blocks.ids, dtype=torch.long)  # (B, T)
-        corrupted = [self.corrupt(row, rng) for row in blocks.ids]
-        length = max(len(row) for row in corrupted)
-        input_ids = torch.full((len(corrupted), length), self.special.pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(corrupted), length), dtype=torch.bool)
-        for r, row in enumerate(corrupted):
-            input_ids[r, : len(row)] = torch.as_tensor(row)
-            attention_mask[r, : len(row)] = True
-        return {"input_ids": input_ids, "attention_mask": attention_mask,
+        input_ids, attention_mask = self.corrupt(blocks.ids, numpy_rng(generator))
+        return {"input_ids": torch.as_tensor(input_ids), "attention_mask": torch.as_tensor(attention_mask),
                 "decoder_input_ids": original[:, :-1], "targets": original[:, 1:]}
 
     def forward(self, body: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:

@@ -6,10 +6,12 @@ Objectives own their heads (e.g. the LM head), so the body stays objective-free.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pretrainer.config import ObjectiveConfig
@@ -17,11 +19,13 @@ from pretrainer.data.blocks import BlockBatch
 from pretrainer.models import LMHead
 from pretrainer.tokenization import SpecialIds
 
+IGNORE_INDEX = -100  # a prediction slot that holds no target (padding up to a fixed capacity)
+
 
 @dataclass
 class ObjectiveOutput:
     loss: torch.Tensor  # scalar, mean over predicted tokens
-    num_predictions: int  # tokens that entered the loss
+    num_predictions: torch.Tensor  # scalar count of the tokens that entered the loss (a tensor: no host sync)
     parts: dict[str, torch.Tensor] = field(default_factory=dict)  # named scalar parts of a combined loss
 
 
@@ -33,6 +37,9 @@ class Objective(nn.Module):
         self.vocab_size = vocab_size
         # A plain CPU tensor, not a buffer: collation runs on the CPU even when the model is on a GPU.
         self.is_special = special_token_table(special, vocab_size)
+        # Under torch.compile every batch must have the same shapes: prediction slots are then
+        # padded to a capacity fixed by the config (`prediction_slots`). Set by the trainer.
+        self.static_shapes = False
 
     @staticmethod
     def special_tokens(cfg: ObjectiveConfig, block_size: int) -> list[str]:
@@ -69,6 +76,62 @@ class Objective(nn.Module):
         """Uniform non-special token ids (BERT's 10% random replacements)."""
         return torch.randint(self.special.count, self.vocab_size - len(self.special.sentinels), shape,
                              generator=generator)
+
+
+def prediction_slots(predict: torch.Tensor, targets: torch.Tensor, capacity: int | None) -> dict[str, torch.Tensor]:
+    """The positions a loss reads, decided on the CPU at collation so that the forward pass has
+    no data-dependent shape: `predict` (B, T) bool, `targets` (B, T) ->
+    `predict_index` (K,) flat positions into (B * T) and `predict_targets` (K,), in row-major
+    order. K is the number of predicted positions, or `capacity` when given (the shape then
+    never changes): the extra slots read position 0 and hold IGNORE_INDEX."""
+    index = predict.flatten().nonzero().squeeze(1)  # (N,)
+    slot_targets = targets.flatten()[index]
+    if capacity is not None:
+        if index.numel() > capacity:
+            raise ValueError(f"{index.numel()} predictions exceed the fixed capacity {capacity}")
+        padding = capacity - index.numel()
+        index = F.pad(index, (0, padding))
+        slot_targets = F.pad(slot_targets, (0, padding), value=IGNORE_INDEX)
+    return {"predict_index": index, "predict_targets": slot_targets}
+
+
+def slot_capacity(num_positions: int, rate: float) -> int:
+    """A fixed number of prediction slots for `num_positions` positions each predicted with
+    probability about `rate`: the mean plus 8 standard deviations of a binomial count (whole
+    words and spans make the count vary more than independent tokens do), a multiple of 8."""
+    mean = num_positions * rate
+    spread = 8 * math.sqrt(max(mean * (1 - rate), 1.0))
+    return min(num_positions, 8 * math.ceil((mean + spread) / 8))
+
+
+def cap_selection(selected: torch.Tensor, capacity: int) -> torch.Tensor:
+    """(B, T) bool with at most `capacity` True: the ones after the first `capacity` (row-major)
+    are dropped. At `slot_capacity`'s margin this happens about once in 1e15 batches for
+    token-level masking; it keeps the batch's shape fixed without a silent truncation of the loss."""
+    if int(selected.sum()) <= capacity:
+        return selected
+    flat = selected.flatten()
+    flat = flat & (flat.cumsum(0) <= capacity)
+    return flat.view_as(selected)
+
+
+def predicted_cross_entropy(head: nn.Module, hidden: torch.Tensor,
+                            batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean loss, count) of the vocabulary head at the batch's prediction slots: `hidden`
+    (B, T, C) is read at `predict_index`, so the (K, V) projection runs only there (in a small
+    model it dominates the cost). A batch with no target gives a loss of 0."""
+    rows = hidden.flatten(0, 1).index_select(0, batch["predict_index"])  # (K, C)
+    return mean_cross_entropy(head(rows), batch["predict_targets"])
+
+
+def mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                       ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy over the targets that are not `ignore_index`, their count):
+    `logits` (..., V) and `targets` (...) any matching shape; the loss is computed in fp32."""
+    targets = targets.flatten()
+    total = F.cross_entropy(logits.flatten(0, -2).float(), targets, ignore_index=ignore_index, reduction="sum")
+    count = (targets != ignore_index).sum()
+    return total / count.clamp(min=1), count
 
 
 def numpy_rng(generator: torch.Generator) -> np.random.Generator:

@@ -7,19 +7,30 @@ The variants differ only in *which* tokens are selected: each non-special token
 a random non-special token, the rest stay unchanged (per token; per span for
 `span_mlm`). The loss covers the selected positions only, and the output projection is
 computed only there: in a small model the (N, V) projection dominates the cost, and 85%
-of it would be thrown away. Words come from the tokenizer's pre-tokenization (the
+of it would be thrown away. The positions are listed at collation (`prediction_slots`),
+so the forward pass has no data-dependent shape or host sync; a micro-batch selects at most
+`slot_capacity(B * T, mask_prob)` tokens, a cap that binomial masking reaches about once in
+1e15 batches. Words come from the tokenizer's pre-tokenization (the
 packed corpus stores word starts), so WWM and spans work for every tokenizer family.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pretrainer.config import ObjectiveConfig
 from pretrainer.data.blocks import BlockBatch
-from pretrainer.objectives.base import Objective, ObjectiveOutput, lm_head, numpy_rng
+from pretrainer.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    cap_selection,
+    lm_head,
+    numpy_rng,
+    predicted_cross_entropy,
+    prediction_slots,
+    slot_capacity,
+)
 from pretrainer.objectives.masking import bert_replace, select_tokens, select_whole_words, select_word_spans
 from pretrainer.tokenization import SpecialIds
 
@@ -38,9 +49,12 @@ class MaskedLM(Objective):
     def mask_inputs(self, blocks: BlockBatch, input_ids: torch.Tensor,
                     generator: torch.Generator) -> dict[str, torch.Tensor]:
         selected, decision = self.select(blocks, input_ids, generator)
+        capacity = slot_capacity(input_ids.numel(), self.cfg.mask_prob)
+        selected = cap_selection(selected, capacity)
         random_ids = self.random_ids(tuple(input_ids.shape), generator)
         corrupted = bert_replace(input_ids, selected, decision, self.cfg, self.special.mask, random_ids)
-        return {"input_ids": corrupted, "targets": input_ids, "selected": selected}
+        slots = prediction_slots(selected, input_ids, capacity if self.static_shapes else None)
+        return {"input_ids": corrupted, "targets": input_ids, "selected": selected} | slots
 
     def collate(self, blocks: BlockBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         inputs = self.block_inputs(blocks)
@@ -52,13 +66,8 @@ class MaskedLM(Objective):
         return self.masked_lm_loss(hidden, batch)
 
     def masked_lm_loss(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
-        selected = batch["selected"]
-        rows = hidden[selected]  # (N, C): only the predicted positions reach the vocabulary projection
-        logits = self.head(rows)  # (N, V)
-        if rows.shape[0] == 0:
-            return ObjectiveOutput(loss=logits.sum() * 0.0, num_predictions=0)
-        loss = F.cross_entropy(logits.float(), batch["targets"][selected])
-        return ObjectiveOutput(loss=loss, num_predictions=rows.shape[0])
+        loss, count = predicted_cross_entropy(self.head, hidden, batch)  # only the selected reach the projection
+        return ObjectiveOutput(loss=loss, num_predictions=count)
 
 
 class WholeWordMLM(MaskedLM):

@@ -5,10 +5,12 @@ Each packed block is rebuilt as `[CLS] A [SEP] B [SEP] [PAD]...` with token type
 `[CLS] A [SEP]` and 1 for `B [SEP]`. A and B are consecutive pieces of one document (the
 longest single-document run of the block, cut at a sentence end when there is one):
 - `nsp`: half the time B is replaced by a piece of a *different* document taken from
-  another block of the batch (label 1 = random, 0 = actual next);
+  another block of the batch, uniformly among those whose run is another document
+  (label 1 = random, 0 = actual next);
 - `sop`: half the time A and B are swapped (label 1 = swapped, 0 = in order).
 MLM masking then runs on the rebuilt sequence; the loss is MLM + pair loss, and both
-parts are reported.
+parts are reported. The pairs of a micro-batch are built at once, with numpy over (B, T)
+arrays: collation runs for every micro-batch and must stay far below a training step.
 """
 
 from __future__ import annotations
@@ -39,72 +41,115 @@ class SentencePairs:
     doc_b: np.ndarray  # (B,) document of segment B
 
 
-def longest_document_run(ids: np.ndarray, docs: np.ndarray, sep_id: int) -> tuple[int, int]:
-    """[start, end) of the longest stretch of one document without a separator in `ids`
-    (the first one on a tie; (0, 0) when there is none)."""
+@dataclass
+class Segments:
+    """One text segment per row, (B,) each: `length` tokens of content row `row` from `start`."""
+
+    row: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+
+
+def longest_document_runs(ids: np.ndarray, docs: np.ndarray, sep_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends), (B,) each: per row, [start, end) of the longest stretch of one document
+    without a separator in (B, n) `ids` (the first one on a tie; (0, 0) when there is none)."""
+    B, n = ids.shape
     real = ids != sep_id
-    breaks = np.ones(len(ids), dtype=bool)  # a run cannot continue into position i
-    breaks[1:] = (docs[1:] != docs[:-1]) | ~real[:-1]
-    starts = np.flatnonzero(real & breaks)
-    if len(starts) == 0:
-        return 0, 0
-    stops = np.append(np.flatnonzero(~real | breaks), len(ids))  # sorted: where runs end
-    ends = stops[np.searchsorted(stops, starts, side="right")]
-    best = int(np.argmax(ends - starts))
-    return int(starts[best]), int(ends[best])
+    breaks = np.ones((B, n), dtype=bool)  # a run cannot continue into position i
+    breaks[:, 1:] = (docs[:, 1:] != docs[:, :-1]) | ~real[:, :-1]
+    run_begins = real & breaks
+    run = np.cumsum(run_begins, axis=1) - 1  # (B, n): a real token's run (its row's first token is a break)
+    slots = (np.arange(B)[:, None] * n + run)[real]
+    run_lengths = np.bincount(slots, minlength=B * n).reshape(B, n)  # (B, n) per run index
+    best = np.argmax(run_lengths, axis=1)  # the first longest
+    lengths = run_lengths[np.arange(B), best]
+    starts = np.where(lengths > 0, np.argmax(run_begins & (run == best[:, None]), axis=1), 0)
+    return starts, starts + lengths
 
 
-def split_point(ids: np.ndarray, start: int, end: int, sentence_ends: np.ndarray, rng: np.random.Generator) -> int:
-    """A cut in (start, end): after a random sentence end inside the run, else anywhere."""
-    inside = np.arange(start + 1, end)
-    after_sentence = inside[np.isin(ids[inside - 1], sentence_ends)]
-    candidates = after_sentence if len(after_sentence) else inside
-    return int(rng.choice(candidates))
+def split_points(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, sentence_ends: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+    """(B,) cuts in (start, end): after a uniformly random sentence end inside the run, else
+    anywhere inside it, uniformly."""
+    position = np.arange(ids.shape[1])
+    inside = (position > starts[:, None]) & (position < ends[:, None])  # (B, n) possible cuts
+    after_sentence = inside.copy()
+    after_sentence[:, 0] = False
+    after_sentence[:, 1:] &= np.isin(ids[:, :-1], sentence_ends)
+    return uniform_true_position(np.where(after_sentence.any(axis=1, keepdims=True), after_sentence, inside), rng)
+
+
+def uniform_true_position(candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(B,) a uniformly random True position of each row of (B, n) `candidates` (each has one)."""
+    counts = candidates.sum(axis=1)
+    pick = np.minimum((rng.random(len(counts)) * counts).astype(np.int64), counts - 1)  # (B,) the pick-th True
+    rank = np.cumsum(candidates, axis=1) - 1
+    return np.argmax(candidates & (rank == pick[:, None]), axis=1)
+
+
+def other_document_rows(run_docs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(B,) per row a uniformly random other row whose run is of a different document, -1
+    when every row of the batch is this document."""
+    eligible = run_docs[None, :] != run_docs[:, None]  # (B, B)
+    keys = np.where(eligible, rng.random(eligible.shape), -1.0)
+    return np.where(eligible.any(axis=1), np.argmax(keys, axis=1), -1)
 
 
 def build_sentence_pairs(blocks: BlockBatch, task: str, special: SpecialIds, rng: np.random.Generator) -> SentencePairs:
+    """[CLS] A [SEP] B [SEP] [PAD]... per block (see the module docstring), the whole batch at once."""
     B, T = blocks.ids.shape
-    content, docs = blocks.ids[:, 1:], blocks.doc_ids[:, 1:]  # drop the block's [CLS]
-    runs = [longest_document_run(content[r], docs[r], special.sep) for r in range(B)]
-    out = SentencePairs(np.full((B, T), special.pad, dtype=np.int64), np.zeros((B, T), dtype=np.int64),
-                        np.zeros((B, T), dtype=bool), np.zeros(B, dtype=np.int64),
-                        np.zeros(B, dtype=np.int64), np.zeros(B, dtype=np.int64))
-    sentence_ends = np.asarray(special.sentence_ends, dtype=np.int64)
-    for r, (start, end) in enumerate(runs):
-        end = min(end, start + T - 3)  # room for [CLS] A [SEP] B [SEP]
-        if end - start < 2:
-            raise ValueError("a block has no two-token stretch of one document; NSP/SOP need longer documents")
-        cut = split_point(content[r], start, end, sentence_ends, rng)
-        seg_a, seg_b = content[r, start:cut], content[r, cut:end]
-        doc = docs[r, start]
-        out.doc_a[r] = out.doc_b[r] = doc
-        if rng.random() < 0.5:
-            if task == "sop":
-                seg_a, seg_b = seg_b, seg_a
-                out.labels[r] = 1
-            elif (other := _other_document_segment(content, docs, runs, r, doc, len(seg_b), rng)) is not None:
-                seg_b, out.doc_b[r] = other
-                out.labels[r] = 1
-        _write_pair(out, r, seg_a, seg_b, special)
-    return out
+    content, docs = blocks.ids[:, 1:], blocks.doc_ids[:, 1:]  # (B, n): drop the block's [CLS]
+    rows = np.arange(B)
+    starts, ends = longest_document_runs(content, docs, special.sep)
+    ends = np.minimum(ends, starts + T - 3)  # room for [CLS] A [SEP] B [SEP]
+    if (ends - starts < 2).any():
+        raise ValueError("a block has no two-token stretch of one document; NSP/SOP need longer documents")
+    cuts = split_points(content, starts, ends, np.asarray(special.sentence_ends, dtype=np.int64), rng)
+    first, second = Segments(rows, starts, cuts - starts), Segments(rows, cuts, ends - cuts)
+    run_docs = docs[rows, starts]
+    flipped = rng.random(B) < 0.5  # (B,) rows that get the negative example
+    doc_b = run_docs.copy()
+    if task == "sop":
+        first, second = _where(flipped, second, first), _where(flipped, first, second)  # swapped order
+        labels = flipped
+    else:
+        partner = other_document_rows(run_docs, rng)
+        labels = flipped & (partner >= 0)  # a batch of one document keeps the true next segment
+        partner = np.where(labels, partner, rows)
+        random_next = Segments(partner, starts[partner], np.minimum(ends[partner] - starts[partner], second.length))
+        second = _where(labels, random_next, second)
+        doc_b = run_docs[partner]
+    return _write_pairs(content, first, second, T, special, labels, run_docs, doc_b)
 
 
-def _other_document_segment(content: np.ndarray, docs: np.ndarray, runs: list[tuple[int, int]], row: int,
-                            doc: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
-    """Up to `length` tokens from the run of another row whose document differs from `doc`."""
-    others = [r for r in rng.permutation(len(runs)) if r != row and docs[r, runs[r][0]] != doc]
-    if not others:
-        return None  # every block of the batch is this document: keep the true next segment
-    other = int(others[0])
-    start, end = runs[other]
-    return content[other, start:min(end, start + length)], int(docs[other, start])
+def _where(condition: np.ndarray, chosen: Segments, otherwise: Segments) -> Segments:
+    """Per row, `chosen`'s segment where the (B,) `condition` holds, else `otherwise`'s."""
+    return Segments(np.where(condition, chosen.row, otherwise.row), np.where(condition, chosen.start, otherwise.start),
+                    np.where(condition, chosen.length, otherwise.length))
 
 
-def _write_pair(out: SentencePairs, row: int, seg_a: np.ndarray, seg_b: np.ndarray, special: SpecialIds) -> None:
-    sequence = np.concatenate([[special.cls], seg_a, [special.sep], seg_b, [special.sep]])
-    out.input_ids[row, : len(sequence)] = sequence
-    out.token_type_ids[row, len(seg_a) + 2 : len(sequence)] = 1
-    out.attention_mask[row, : len(sequence)] = True
+def _write_pairs(content: np.ndarray, first: Segments, second: Segments, T: int, special: SpecialIds,
+                 labels: np.ndarray, doc_a: np.ndarray, doc_b: np.ndarray) -> SentencePairs:
+    """Gathers `[CLS] first [SEP] second [SEP] [PAD]...` into (B, T) rows."""
+    position = np.arange(T)[None, :]  # (1, T)
+    second_begins = (first.length + 2)[:, None]  # (B, 1)
+    length = (first.length + second.length + 3)[:, None]  # (B, 1): the pair with its three specials
+    input_ids = np.full((len(labels), T), special.pad, dtype=np.int64)
+    in_first = (position >= 1) & (position <= first.length[:, None])
+    input_ids = np.where(in_first, _gather(content, first, position - 1), input_ids)
+    in_second = (position >= second_begins) & (position < length - 1)
+    input_ids = np.where(in_second, _gather(content, second, position - second_begins), input_ids)
+    input_ids = np.where((position == second_begins - 1) | (position == length - 1), special.sep, input_ids)
+    input_ids[:, 0] = special.cls
+    token_type_ids = ((position >= second_begins) & (position < length)).astype(np.int64)
+    return SentencePairs(input_ids, token_type_ids, position < length, labels.astype(np.int64),
+                         doc_a.astype(np.int64), doc_b.astype(np.int64))
+
+
+def _gather(content: np.ndarray, segments: Segments, offsets: np.ndarray) -> np.ndarray:
+    """(B, T) content[row, start + offset] per row, clipped into the row (callers mask the rest)."""
+    columns = np.clip(segments.start[:, None] + offsets, 0, content.shape[1] - 1)
+    return content[segments.row[:, None], columns]
 
 
 class SentencePairMLM(MaskedLM):

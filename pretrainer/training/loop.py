@@ -1,6 +1,11 @@
 """The pretraining loop, readable top to bottom: eval/checkpoint -> stop signal -> micro-steps ->
 clip -> finite check -> step -> lr -> log.
 
+Micro-batches come from a `BatchStream` (built ahead of the step, in worker processes when
+`trainer.data_workers` > 0). The step keeps its values on the device: the one host sync
+per optimizer step is the finite check of the loss and gradient norm (needed before the
+optimizer may step); losses reach the host at log steps only.
+
 Faults it handles: SIGINT/SIGTERM (save between steps, raise `Interrupted`), a non-finite
 loss or gradient norm (`trainer.nonfinite`: fail saves the last good state and raises
 `DivergenceError`; skip drops the step), and resuming from a verified checkpoint payload.
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import math
 import signal
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +25,12 @@ import torch
 from torch import nn
 
 from pretrainer.config import TrainerConfig
-from pretrainer.data.blocks import BlockSet, PackedCorpus, epoch_order_indices
+from pretrainer.data.blocks import BlockSet, PackedCorpus
 from pretrainer.errors import CheckpointError, DivergenceError, Interrupted
-from pretrainer.loggers import ProgressBar, RunLogger, Stopwatch, warn
+from pretrainer.loggers import ProgressBar, RunLogger, Stopwatch, info, warn
+from pretrainer.models.attention import set_attention_backend
 from pretrainer.objectives import Objective, ObjectiveOutput
+from pretrainer.training.batches import BatchStream, MicroBatches, step_generator
 from pretrainer.training.checkpoint import checkpoint_file, restore_rng, rng_state, save_checkpoint, torch_rng_state
 from pretrainer.training.device import autocast
 from pretrainer.training.optim import build_adamw, build_schedule
@@ -48,6 +56,7 @@ class TrainState:
     step: int = 0
     tokens_seen: int = 0
     train_time_s: float = 0.0
+    compile_s: float = 0.0  # torch.compile's share of the first step (trainer.compile), this leg of the run
     eval_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
     skipped_steps: list[int] = field(default_factory=list)  # steps dropped as non-finite (trainer.nonfinite=skip)
     consecutive_skips: int = 0
@@ -62,6 +71,7 @@ class Runtime:
     stop: StopRequest = field(default_factory=StopRequest)  # SIGINT/SIGTERM, polled between steps
     resume_from: dict[str, Any] | None = None  # a verified checkpoint payload to continue from
     halt_at_step: int | None = None  # save and return at this step (`reproduce` replays a resumed run's legs)
+    tokens_per_block: int | None = None  # model input tokens per block (T5 reads longer raw blocks); None: block size
 
 
 def total_steps(cfg: TrainerConfig, block_size: int, flops_per_token: float | None = None) -> int:
@@ -74,12 +84,6 @@ def total_steps(cfg: TrainerConfig, block_size: int, flops_per_token: float | No
     if cfg.max_tokens is not None:
         return math.ceil(cfg.max_tokens / tokens_per_step)
     return int(cfg.max_steps)
-
-
-def step_generator(seed: int, *stream: int) -> torch.Generator:
-    """An independent generator per (seed, stream...), so masks are a function of the step."""
-    state = np.random.SeedSequence([seed, *stream]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
 
 
 def _micro_batch(model: PretrainingModel, blocks: BlockSet, indices: np.ndarray, generator: torch.Generator,
@@ -103,8 +107,8 @@ def estimate_eval_loss(model: PretrainingModel, blocks: BlockSet, cfg: TrainerCo
         batch = _micro_batch(model, blocks, indices, step_generator(cfg.seed, 1, i), runtime.device)
         with autocast(runtime.device, runtime.bf16):
             out = model(batch)
-        total += float(out.loss) * out.num_predictions
-        count += out.num_predictions
+        total += float(out.loss) * int(out.num_predictions)
+        count += int(out.num_predictions)
     model.train()
     return total / max(count, 1)
 
@@ -117,8 +121,8 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
     state = TrainState()
     if runtime.resume_from is not None:
         state = _restore(runtime.resume_from, model, optimizer, scheduler)
-    forward_model = torch.compile(model) if cfg.compile else model
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * data.train.block_size
+    forward_model = compiled(model, cfg)
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * (runtime.tokens_per_block or data.train.block_size)
     bar = ProgressBar("pretrain", steps)
     window, window_tokens = Stopwatch(), 0
     model.train()
@@ -126,7 +130,11 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
     if runtime.resume_from is not None and checkpoint_file(runtime.checkpoint_dir, state.step).is_file():
         saver.saved_step = state.step  # never rewrite the checkpoint this run starts from
     runtime.stop.graceful = True  # until the final checkpoint is written: a signal waits for the next save
+    stream = BatchStream(MicroBatches(model.objective.collate, data.train, cfg.batch_size, cfg.grad_accum, cfg.seed),
+                         state.step, steps, runtime.device, cfg.data_workers)
+    compile_clock = CompileClock(cfg.compile)
     try:
+        stream.__enter__()
         while state.step < steps:
             if state.step > 0 and state.step % cfg.eval_every == 0:
                 eval_loss = _record_eval(model, data, cfg, runtime, logger, state)
@@ -140,7 +148,9 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
                 return state
 
             rng_before = torch_rng_state()  # the last good state, should this step turn out non-finite
-            outcome = _optimizer_step(forward_model, model, data.train, cfg, runtime, optimizer, state.step)
+            compile_clock.start_step()
+            outcome = _optimizer_step(forward_model, model, stream, cfg, runtime, optimizer, state.step)
+            compile_clock.end_step(state)
             if outcome.finite:
                 scheduler.step()
                 state.consecutive_skips = 0
@@ -153,20 +163,68 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
             if state.step % cfg.log_every == 0 or state.step == steps:
                 seconds = window.elapsed()
                 state.train_time_s += seconds
-                record = {"phase": "pretrain", "step": state.step, "loss": outcome.loss,
-                          "lr": scheduler.get_last_lr()[0], "grad_norm": outcome.grad_norm,
+                record = {"phase": "pretrain", "step": state.step, "loss": float(outcome.loss),
+                          "lr": scheduler.get_last_lr()[0], "grad_norm": float(outcome.grad_norm),
                           "tokens": state.tokens_seen, "tokens_per_s": window_tokens / max(seconds, 1e-9),
-                          **{f"loss_{name}": value for name, value in outcome.parts.items()}}
+                          **{f"loss_{name}": float(value) for name, value in outcome.parts.items()}}
                 logger.log(record)
-                bar.update(state.step, loss=outcome.loss, lr=record["lr"], **{"tok/s": record["tokens_per_s"]})
+                bar.update(state.step, loss=record["loss"], lr=record["lr"], **{"tok/s": record["tokens_per_s"]})
                 window, window_tokens = Stopwatch(), 0
         _record_eval(model, data, cfg, runtime, logger, state)
         saver.save(state)
         _stop_if_signalled(runtime, saver, state)  # one that came during the last step or the final eval
     finally:
+        stream.close()
         runtime.stop.graceful = False
         bar.close()
+    compile_clock.report(state)
     return state
+
+
+def compiled(model: PretrainingModel, cfg: TrainerConfig) -> nn.Module:
+    """The module the step calls, with the configured attention kernel: `model` itself, or
+    torch.compile of it (one graph: the objectives keep data-dependent shapes and host syncs
+    out of their forward)."""
+    set_attention_backend(model, cfg.attention)
+    if not cfg.compile:
+        return model
+    model.objective.static_shapes = True  # fixed prediction-slot capacities: one shape, no recompiles
+    return torch.compile(model, backend=cfg.compile_backend)
+
+
+class CompileClock:
+    """How long torch.compile took: the first step's time beyond a steady step's (the second
+    one, when the compiled graphs are cached), said in the console when it was most of the run."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.step_times: list[float] = []
+        self._started = 0.0
+
+    def start_step(self) -> None:
+        if self.enabled and len(self.step_times) < 2:
+            self._started = time.perf_counter()
+
+    def end_step(self, state: TrainState) -> None:
+        """Called after the step's finite check (a host sync: the step is done)."""
+        if not self.enabled or len(self.step_times) >= 2:
+            return
+        self.step_times.append(time.perf_counter() - self._started)
+        if len(self.step_times) == 2:
+            state.compile_s += max(0.0, self.step_times[0] - self.step_times[1])
+
+    def report(self, state: TrainState) -> None:
+        if not self.enabled or not self.step_times:
+            return
+        if len(self.step_times) == 1:  # a one-step leg: all of it beyond nothing to compare with
+            state.compile_s += self.step_times[0]
+        share = state.compile_s / max(state.train_time_s, 1e-9)
+        message = (f"torch.compile took {state.compile_s:.1f} s of {state.train_time_s:.1f} s of pretraining "
+                   f"({share:.0%})")
+        if share > 0.5:
+            warn(f"{message}: for a run this short, trainer.compile=false is faster")
+        else:
+            info(message)
 
 
 class Saver:
@@ -192,21 +250,23 @@ class Saver:
 
 @dataclass
 class StepOutcome:
-    loss: float  # mean micro-batch loss
-    parts: dict[str, float]  # mean of each named part of the loss (e.g. ELECTRA's generator and discriminator)
-    grad_norm: float  # global gradient norm before clipping
+    """One optimizer step's values, kept on the device: reading them is a host sync, done at log steps."""
+
+    loss: torch.Tensor  # mean micro-batch loss
+    parts: dict[str, torch.Tensor]  # mean of each named part of the loss (e.g. ELECTRA's generator and discriminator)
+    grad_norm: torch.Tensor  # global gradient norm before clipping
     finite: bool  # loss and gradient norm are finite: the optimizer stepped
 
 
-def _optimizer_step(forward_model: nn.Module, model: PretrainingModel, blocks: BlockSet, cfg: TrainerConfig,
+def _optimizer_step(forward_model: nn.Module, model: PretrainingModel, stream: BatchStream, cfg: TrainerConfig,
                     runtime: Runtime, optimizer: torch.optim.Optimizer, step: int) -> StepOutcome:
-    """Accumulate `grad_accum` micro-batches, clip, and step unless the loss or gradient norm
-    is non-finite (then the weights and optimizer moments stay as they were)."""
+    """Accumulate `grad_accum` micro-batches from `stream`, clip, and step unless the loss or
+    gradient norm is non-finite (then the weights and optimizer moments stay as they were)."""
+    if stream.position != step * cfg.grad_accum:  # the stream and the step counter must never drift apart
+        raise RuntimeError(f"batch stream at micro-batch {stream.position}, step {step} needs {step * cfg.grad_accum}")
     losses, parts = [], []
-    for micro in range(cfg.grad_accum):
-        first = (step * cfg.grad_accum + micro) * cfg.batch_size
-        indices = epoch_order_indices(first, cfg.batch_size, blocks.num_blocks, cfg.seed)
-        batch = _micro_batch(model, blocks, indices, step_generator(cfg.seed, 0, step, micro), runtime.device)
+    for _ in range(cfg.grad_accum):
+        batch = stream.next()
         with autocast(runtime.device, runtime.bf16):
             out = forward_model(batch)
         (out.loss / cfg.grad_accum).backward()
@@ -215,12 +275,12 @@ def _optimizer_step(forward_model: nn.Module, model: PretrainingModel, blocks: B
     loss = torch.stack(losses).mean()
     # max_norm=inf measures without clipping (a factor of exactly 1): the finite check needs the norm.
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-    finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))  # one host sync for both
+    finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))  # the step's one host sync
     if finite:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    part_means = {name: float(torch.stack([p[name] for p in parts]).mean()) for name in parts[0]}
-    return StepOutcome(float(loss), part_means, float(grad_norm), finite)
+    part_means = {name: torch.stack([p[name] for p in parts]).mean() for name in parts[0]}
+    return StepOutcome(loss, part_means, grad_norm, finite)
 
 
 def _on_nonfinite(outcome: StepOutcome, cfg: TrainerConfig, saver: Saver, state: TrainState,
@@ -228,8 +288,9 @@ def _on_nonfinite(outcome: StepOutcome, cfg: TrainerConfig, saver: Saver, state:
     """The step was not applied. skip: record it and go on (the lr schedule does not advance);
     fail, or one skip more than `max_skips` in a row: save the state before this step and raise."""
     step = state.step + 1
-    what = f"non-finite {'loss' if not math.isfinite(outcome.loss) else 'gradient norm'} " \
-           f"(loss {outcome.loss}, gradient norm {outcome.grad_norm}) at step {step}"
+    loss, grad_norm = float(outcome.loss), float(outcome.grad_norm)
+    what = f"non-finite {'loss' if not math.isfinite(loss) else 'gradient norm'} " \
+           f"(loss {loss}, gradient norm {grad_norm}) at step {step}"
     if cfg.nonfinite == "skip":
         if state.consecutive_skips < cfg.max_skips:
             state.skipped_steps.append(step)

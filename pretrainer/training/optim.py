@@ -24,8 +24,15 @@ def decay_and_no_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Pa
 def build_adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
     decay, no_decay = decay_and_no_decay(model)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = all(p.is_cuda for p in decay + no_decay)
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused_supported(decay + no_decay) or None)
+
+
+def fused_supported(params: list[nn.Parameter]) -> bool:
+    """The fused AdamW kernel (one pass over all parameters) runs on CUDA and, since torch 2.4,
+    on the CPU, where it cuts an optimizer step several-fold against the per-tensor loop; it
+    needs every parameter on one device type."""
+    kinds = {p.device.type for p in params}
+    return len(kinds) == 1 and kinds <= {"cuda", "cpu"}
 
 
 def lr_multiplier(schedule: str, warmup_steps: int, total_steps: int, min_ratio: float) -> Callable[[int], float]:

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from pretrainer.pipeline import train
-from pretrainer.training import loop
+from pretrainer.training import batches, loop
 from pretrainer.training.checkpoint import resolve_checkpoint
 from tests.faults.conftest import RUN, finished_run
 
@@ -129,10 +129,10 @@ def test_kill_9_at_a_random_step_resumes_bit_identically(run_config, shared_cach
     assert not same_weights(straight, final_state(controls["no_rng"]))
     monkeypatch.undo()
     # ... or the data position (blocks read again from the start of the epoch order).
-    real_indices = loop.epoch_order_indices
+    real_indices = batches.epoch_order_indices
     offset = resumed_from * 8  # blocks already read: steps x batch size
 
-    monkeypatch.setattr(loop, "epoch_order_indices",
+    monkeypatch.setattr(batches, "epoch_order_indices",
                         lambda first, count, num_blocks, seed: real_indices(first - offset, count, num_blocks, seed))
     train(cfg, controls["no_data_position"])
     assert not same_weights(straight, final_state(controls["no_data_position"]))
