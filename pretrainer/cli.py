@@ -25,7 +25,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pretrainer.config import Config, ConfigError, reject_unknown_fields
+from pretrainer.config import Config, ConfigError
+from pretrainer.config_tree import reject_unknown_fields
 from pretrainer.errors import Interrupted, RunDirError, UserError
 from pretrainer.provenance import completed_with
 from pretrainer.sweep_summary import plan_table, sweep_table, tokenizer_table, write_sweep_summary

@@ -15,7 +15,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pretrainer.config import LoggerConfig, flatten
+from pretrainer.config import LoggerConfig
+from pretrainer.config_tree import flatten
 from pretrainer.hashing import write_text_atomic
 
 console = Console()

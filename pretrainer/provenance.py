@@ -20,7 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pretrainer.config import Config, flatten
+from pretrainer.config import Config
+from pretrainer.config_tree import flatten
 from pretrainer.errors import RunDirError
 from pretrainer.hashing import fingerprint, write_text_atomic
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from pretrainer.config import Config, flatten
+from pretrainer.config import Config
+from pretrainer.config_tree import flatten
 from pretrainer.errors import CheckpointError, ConfigError, RunDirError
 from pretrainer.loggers import info
 from pretrainer.provenance import RESULT_NEUTRAL_KEYS, in_groups, read_manifest, write_manifest

@@ -43,7 +43,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import nn
@@ -56,7 +55,7 @@ from pretrainer.interop import bert, gpt2, t5
 from pretrainer.models import build_body
 from pretrainer.objectives import build_objective, objective_class
 from pretrainer.objectives.t5_span import corrupted_lengths, noise_counts, raw_length_for_input
-from pretrainer.plan import parameter_counts
+from pretrainer.plan import parameter_counts, random_text_blocks
 from pretrainer.tokenization import SPECIAL_TOKENS, SpecialIds
 from pretrainer.training.batches import BatchStream, MicroBatches
 from pretrainer.training.device import autocast, use_bf16
@@ -69,7 +68,6 @@ HF_SHAPED_SIZES = ("base", "large")  # sizes benchmarked at the HF models' own p
 CPU_BATCH, CPU_BLOCK, CPU_VOCAB = 16, 128, 4096  # the other sizes: pretrainer's CPU demo shape and vocabulary
 LR, BETAS, WEIGHT_DECAY, GRAD_CLIP = 1e-4, (0.9, 0.98), 0.01, 1.0  # the same for both sides
 H100_BF16_DENSE_TFLOPS = 989.0  # H100/H200 SXM bf16 dense peak
-DOCUMENT_EVERY, WORD_START_SHARE = 200, 0.7  # random blocks: a [SEP] about every 200 tokens, 70% word starts
 MASK_PROB, MEAN_SPAN = 0.15, 3.0  # MLM masking rate and T5 noise density / mean span (ObjectiveConfig defaults)
 MFU_FORMULA = ("MFU = tokens/s x (6N + 12·L·d·T) / peak FLOP/s; N = non-embedding parameters (vocabulary "
                "projection and embeddings not counted), L layers, d width, T input length. T5, per input token: "
@@ -200,18 +198,11 @@ def our_model(shape: Shape, document_mask: bool) -> PretrainingModel:
     return PretrainingModel(body, build_objective(cfg, body, shape.special(), shape.vocab))
 
 
-def random_blocks(shape: Shape, model: PretrainingModel, num_blocks: int, seed: int = 0) -> BlockSet:
-    """A packed corpus of random ids, as `load_or_pack` gives it: (num_blocks, raw block - 1) rows
-    without [CLS], a [SEP] ending a document about every DOCUMENT_EVERY tokens, word starts."""
-    special = shape.special()
+def random_blocks(shape: Shape, model: PretrainingModel, num_blocks: int) -> BlockSet:
+    """Random text-like packed blocks (word starts, sentence and document ends) for this
+    shape's objective, the ones `pretrainer plan plan.measure_steps` times the step on."""
     raw = objective_class(model.objective.cfg).raw_block_size(model.objective.cfg, shape.block)
-    rng = np.random.default_rng(seed)
-    words = (special.count + 1, shape.vocab - len(special.sentinels))  # never a special id, '.' or a sentinel
-    stream = rng.integers(*words, size=(num_blocks, raw - 1), dtype=np.int64)
-    stream[rng.random(stream.shape) < 1 / DOCUMENT_EVERY] = special.sep
-    starts = (rng.random(stream.shape) < WORD_START_SHARE) | (stream == special.sep)
-    dtype = np.uint16 if shape.vocab <= 2**16 else np.uint32  # as the packed cache stores them
-    return BlockSet(stream.astype(dtype), starts.astype(np.uint8), special.cls, special.sep, vocab_size=shape.vocab)
+    return random_text_blocks(raw, num_blocks, model.objective.special, shape.vocab)
 
 
 @contextlib.contextmanager

@@ -99,9 +99,8 @@ def test_cli_prints_the_table_and_the_json_path(tmp_path, capsys):
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_shapes_with_compile():
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
     settings = bench.Settings(device=torch.device("cuda"), warmup=3, steps=3, peak_tflops=bench.H100_BF16_DENSE_TFLOPS,
                               data_workers=4)
     rows = bench.run_benchmark([bench.make_shape(name, "base") for name in WORKLOADS], [True], settings)

@@ -78,7 +78,6 @@ class BatchStream:
         self._iterator: Iterator[dict[str, torch.Tensor]] | None = None
 
     def __enter__(self) -> BatchStream:
-        self._iterator = iter(self._loader)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -92,6 +91,8 @@ class BatchStream:
 
     def next(self) -> dict[str, torch.Tensor]:
         """The next micro-batch, its copy to the device queued without waiting (pinned memory)."""
+        if self._iterator is None:  # the workers start with the first batch asked for
+            self._iterator = iter(self._loader)
         batch = next(self._iterator)
         self.position += 1
         return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}

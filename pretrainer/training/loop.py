@@ -134,7 +134,6 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
                          state.step, steps, runtime.device, cfg.data_workers)
     compile_clock = CompileClock(cfg.compile)
     try:
-        stream.__enter__()
         while state.step < steps:
             if state.step > 0 and state.step % cfg.eval_every == 0:
                 eval_loss = _record_eval(model, data, cfg, runtime, logger, state)
