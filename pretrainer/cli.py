@@ -4,6 +4,7 @@ library. The only module that imports Hydra."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import hashlib
 import json
@@ -28,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from pretrainer.config import Config, ConfigError
 from pretrainer.config_tree import reject_unknown_fields
 from pretrainer.errors import Interrupted, RunDirError, UserError
+from pretrainer.launch import launched_distributed
 from pretrainer.provenance import completed_with
 from pretrainer.sweep_summary import plan_table, sweep_table, tokenizer_table, write_sweep_summary
 
@@ -121,7 +123,7 @@ def run_job(command: Command, cfg: DictConfig) -> None:
         print(f"pretrainer: {_job_label(hydra_cfg)}", flush=True)
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        with hydra_record(run_dir, hydra_cfg.output_subdir):
+        with hydra_record(run_dir, hydra_cfg.output_subdir) if _record_keeper() else contextlib.nullcontext():
             typed = to_config(cfg)
             if hydra_cfg.mode == RunMode.MULTIRUN:
                 summary = _run_sweep_job(command, _as_sweep_job(typed, hydra_cfg), run_dir)
@@ -142,6 +144,29 @@ def run_job(command: Command, cfg: DictConfig) -> None:
             traceback.print_exc()
         print(f"pretrainer: failed {job}", file=sys.stderr)
         FAILED_JOBS.append(job)
+
+
+def _record_keeper() -> bool:
+    """Whether this process files Hydra's record of the job: always alone; in a distributed run
+    rank 0, once every rank's Hydra wrote its (identical) copy, so none lands after the move."""
+    if not launched_distributed():
+        return True
+    from pretrainer.training.distributed import barrier, init_from_environment
+
+    world = init_from_environment()
+    barrier()
+    return world.main
+
+
+def agreed_run_dir(args: list[str]) -> list[str]:
+    """Under torchrun every process composes the config: the run dir Hydra names from the clock
+    must be one for all, so rank 0's time is used (unless hydra.run.dir is given)."""
+    if not launched_distributed() or any(a.startswith("hydra.run.dir=") for a in args):
+        return args
+    from pretrainer.training.distributed import broadcast_text, init_from_environment
+
+    init_from_environment()
+    return [*args, f"hydra.run.dir=runs/{broadcast_text(time.strftime('%Y-%m-%d/%H-%M-%S'))}"]
 
 
 @contextmanager
@@ -241,6 +266,8 @@ def run_hydra(name: str, args: list[str]) -> None:
         SWEEP_SIZE[:] = [sweep_size(args)]
         if not any(a.startswith("hydra.sweep.dir=") for a in args):
             args = [*args, stable_sweep_dir(name, args)]
+    elif name == "train":
+        args = agreed_run_dir(args)
     sys.argv = [f"pretrainer {name}", *args]
     command = COMMANDS[name]
     job = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(

@@ -315,13 +315,14 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the training step's forward (worth it on GPU; its time is in the summary)
     compile_backend: str = "inductor"  # inductor | aot_eager | eager (the last two: for debugging graph breaks)
     data_workers: int = 0  # processes collating micro-batches ahead of the step (0: in the training process)
+    parallel: str = "ddp"  # with several processes (torchrun, SLURM): ddp | fsdp (FSDP2: params, grads, AdamW sharded)
     # Attention kernel: auto (FlexAttention on CUDA where a document/prefix/padding mask or a position
     # bias would keep SDPA off its fused kernels; SDPA otherwise) | sdpa | flex
     attention: str = "auto"
     num_threads: int | None = None  # CPU threads for torch (None: torch's default)
     seed: int = 0
-    batch_size: int = 16  # blocks per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step
+    batch_size: int = 16  # blocks per micro-batch, per process
+    grad_accum: int = 1  # micro-batches per optimizer step, per process (a step: batch_size x grad_accum x processes)
     max_steps: int | None = 1200  # budget in optimizer steps ...
     max_tokens: int | None = None  # ... or in tokens (wins over steps) ...
     max_flops: float | None = None  # ... or in training FLOPs, as `pretrainer plan` counts them (wins over both)
@@ -354,6 +355,7 @@ class TrainerConfig:
         check_choice("trainer.nonfinite", self.nonfinite, ("fail", "skip"))
         check_choice("trainer.compile_backend", self.compile_backend, ("inductor", "aot_eager", "eager"))
         check_choice("trainer.attention", self.attention, ("auto", "sdpa", "flex"))
+        check_choice("trainer.parallel", self.parallel, ("ddp", "fsdp"))
         if self.data_workers < 0:
             raise ConfigError(f"trainer.data_workers must be >= 0, got {self.data_workers}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
@@ -399,13 +401,15 @@ class LoggerConfig:
 class PlanConfig:
     """`pretrainer plan`: how to turn the compute count into an expected wall time."""
 
-    tokens_per_s: float | None = None  # a throughput you measured or expect ...
-    flops_per_s: float | None = None  # ... or a sustained FLOP rate (e.g. 40% of a GPU's peak) ...
+    tokens_per_s: float | None = None  # a throughput per GPU you measured or expect ...
+    flops_per_s: float | None = None  # ... or a sustained FLOP rate per GPU (e.g. 40% of its peak) ...
     measure_steps: int = 0  # ... or > 0: time this many training steps of the real model on trainer.device
+    gpus: int = 1  # processes to plan for (torchrun's nproc x nodes): per-GPU memory and wall time at that scale
 
     def __post_init__(self) -> None:
-        if self.measure_steps < 0:
-            raise ConfigError("plan.measure_steps must be >= 0")
+        if self.measure_steps < 0 or self.gpus < 1:
+            raise ConfigError(f"plan.measure_steps must be >= 0 and plan.gpus >= 1, got {self.measure_steps}, "
+                              f"{self.gpus}")
 
 
 @dataclass

@@ -33,6 +33,28 @@ def warn(message: str) -> None:
     error_console.print(escape(f"warning: {message}"), style="yellow", soft_wrap=True)  # one line, never wrapped
 
 
+def quiet_console() -> None:
+    """Silence this process's console output (the ranks other than 0 of a distributed run)."""
+    console.quiet = True
+    error_console.quiet = True
+
+
+class NullLogger:
+    """A RunLogger that records nothing (ranks other than 0: rank 0 logs for the run)."""
+
+    def log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def summarize(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def __enter__(self) -> NullLogger:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+
 class RunLogger:
     """One JSON object per logged step in `metrics.jsonl`, mirrored to wandb if enabled."""
 

@@ -8,6 +8,7 @@ Importable and testable without the CLI; receives typed config dataclasses only.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,16 @@ from pretrainer.finetune.recipe import FinetuneContext
 from pretrainer.finetune.run import body_inits, finetune_all, finetune_extras
 from pretrainer.finetune.tasks import load_tasks
 from pretrainer.hashing import write_text_atomic
-from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table, warn, write_summary
+from pretrainer.loggers import (
+    NullLogger,
+    RunLogger,
+    Stopwatch,
+    info,
+    print_results_table,
+    quiet_console,
+    warn,
+    write_summary,
+)
 from pretrainer.models import build_body
 from pretrainer.objectives import build_objective, objective_class
 from pretrainer.plan import model_cost
@@ -46,7 +56,9 @@ from pretrainer.tokenization import (
     with_bpe_dropout,
 )
 from pretrainer.training.device import resolve_device, use_bf16
+from pretrainer.training.distributed import World, init_from_environment, main_process_first, shutdown
 from pretrainer.training.loop import PretrainingModel, Runtime, TrainState, pretrain
+from pretrainer.training.parallel import gathered_state
 from pretrainer.training.signals import StopRequest, catch_stop_signals
 
 
@@ -56,41 +68,54 @@ def train(cfg: Config, run_dir: Path, halt_at_step: int | None = None) -> dict[s
     Holds the run dir's lock and the SIGINT/SIGTERM handlers for the whole run (see
     `run_dir.hold_run_dir` and `training.signals`). `halt_at_step`: stop pretraining at
     that step with a checkpoint and return `{"halted_at_step": step}` (no fine-tuning, no
-    summary); `pretrainer reproduce` replays a run resumed with changes that way."""
+    summary); `pretrainer reproduce` replays a run resumed with changes that way.
+
+    Under torchrun (or a multi-task SLURM step) every process calls this: they pretrain together
+    (DDP or FSDP2, `trainer.parallel`); rank 0 alone logs, writes the run dir and fine-tunes, and
+    the other ranks return `{"rank": r}` once pretraining is done."""
     clock = Stopwatch()
-    with hold_run_dir(run_dir), catch_stop_signals() as stop:
-        return _train(cfg, run_dir, stop, halt_at_step, clock)
+    world = init_from_environment()
+    if not world.main:
+        quiet_console()
+    try:
+        with hold_run_dir(run_dir) if world.main else contextlib.nullcontext(), catch_stop_signals() as stop:
+            return _train(cfg, run_dir, stop, halt_at_step, clock, world)
+    finally:
+        shutdown()
 
 
 def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | None,
-           clock: Stopwatch) -> dict[str, Any]:
+           clock: Stopwatch, world: World) -> dict[str, Any]:
     run_name = cfg.run_name or run_dir.name
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
-    device = resolve_device(cfg.trainer.device)
+    device = _process_device(resolve_device(cfg.trainer.device), world)
     bf16 = use_bf16(cfg.trainer.precision, device)
-    execution = {"device": device.type, "bf16": bf16}
+    execution = {"device": device.type, "bf16": bf16,
+                 "blocks_per_step": cfg.trainer.batch_size * cfg.trainer.grad_accum * world.size}
     torch.manual_seed(cfg.trainer.seed)
     cache_dir = Path(cfg.cache_dir).expanduser()
     # Cheap checks first: a refused resume or a bad task file must not cost a tokenizer and a corpus pass.
-    resume_point = find_resume_point(cfg, run_dir, execution)
+    with main_process_first():  # rank 0 sets a bad checkpoint aside before the others look
+        resume_point = find_resume_point(cfg, run_dir, execution)
     tasks = load_tasks(cfg.finetune)
     corpus = open_corpus(cfg.data)
     new_corpus = resume_point is not None and corpus_changed(resume_point, corpus.fingerprint,
                                                              cfg.resume_allow_changes)
 
-    if new_corpus:  # the run keeps its vocabulary: the changed corpus is packed with the run's tokenizer
-        trained, tokenizer_cached = read_tokenizer(run_dir / "tokenizer" / "tokenizer.json"), True
-    else:
-        trained, tokenizer_cached = load_or_train_tokenizer(
-            cfg.tokenizer, corpus.fingerprint, corpus.documents(), cache_dir)
     objective_type = objective_class(cfg.objective)
-    # BPE-dropout segments the pretraining corpus only; evaluation and fine-tuning use plain BPE.
-    segmenter = with_bpe_dropout(trained, cfg.tokenizer.bpe_dropout) if cfg.tokenizer.bpe_dropout else trained
-    packed = load_or_pack(corpus.documents(), segmenter, corpus.fingerprint, tokenizer_fingerprint(segmenter),
-                          objective_type.raw_block_size(cfg.objective, cfg.data.block_size),
-                          cfg.data.eval_fraction, cache_dir, verify=cfg.data.verify_cache,
-                          max_document_chars=cfg.tokenizer.max_document_chars)
+    with main_process_first():  # rank 0 trains the tokenizer and packs; the others read the caches
+        if new_corpus:  # the run keeps its vocabulary: the changed corpus is packed with the run's tokenizer
+            trained, tokenizer_cached = read_tokenizer(run_dir / "tokenizer" / "tokenizer.json"), True
+        else:
+            trained, tokenizer_cached = load_or_train_tokenizer(
+                cfg.tokenizer, corpus.fingerprint, corpus.documents(), cache_dir)
+        # BPE-dropout segments the pretraining corpus only; evaluation and fine-tuning use plain BPE.
+        segmenter = with_bpe_dropout(trained, cfg.tokenizer.bpe_dropout) if cfg.tokenizer.bpe_dropout else trained
+        packed = load_or_pack(corpus.documents(), segmenter, corpus.fingerprint, tokenizer_fingerprint(segmenter),
+                              objective_type.raw_block_size(cfg.objective, cfg.data.block_size),
+                              cfg.data.eval_fraction, cache_dir, verify=cfg.data.verify_cache,
+                              max_document_chars=cfg.tokenizer.max_document_chars)
     check_trainable(packed, cfg)
     # Tokens an objective adds (T5's sentinels) go after the trained vocabulary; text encodes as before.
     tokenizer = add_special_tokens(trained, objective_type.special_tokens(cfg.objective, cfg.data.block_size))
@@ -101,44 +126,59 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
     if resume_point is not None:
         check_tokenizer(resume_point, tokenizer_hash)
         check_weights_fit(resume_point, model)
-    _record_start(cfg, run_dir, build_manifest(cfg, corpus.fingerprint, tokenizer_hash), tokenizer, resume_point)
-    info(f"{run_name}: device {device}{' (bf16)' if bf16 else ''}; tokenizer "
+    if world.main:
+        _record_start(cfg, run_dir, build_manifest(cfg, corpus.fingerprint, tokenizer_hash), tokenizer, resume_point)
+    processes = f" x {world.size} processes ({cfg.trainer.parallel})" if world.distributed else ""
+    info(f"{run_name}: device {device}{' (bf16)' if bf16 else ''}{processes}; tokenizer "
          f"{'cached' if tokenizer_cached else 'trained'} ({tokenizer.get_vocab_size()} tokens); "
          f"{packed.train.num_blocks} train / {packed.eval.num_blocks} eval blocks "
          f"({'cached' if packed.from_cache else 'packed'})"
          + (f"; resuming from {resume_point.path.name}" if resume_point else ""))
 
-    with RunLogger(run_dir, cfg.logger, run_name, asdict(cfg)) as logger:
+    with RunLogger(run_dir, cfg.logger, run_name, asdict(cfg)) if world.main else NullLogger() as logger:
         model.to(device)
         extras = {"config": asdict(cfg), "tokenizer_fingerprint": tokenizer_hash,
                   "data_fingerprint": corpus.fingerprint, "execution": execution}
         runtime = Runtime(device, bf16, run_dir / "checkpoints", extras, stop,
                           resume_from=resume_point.payload if resume_point else None, halt_at_step=halt_at_step,
-                          tokens_per_block=cfg.data.block_size)
+                          tokens_per_block=cfg.data.block_size, world=world)
         # The planner's count of training FLOPs per token: a FLOPs budget becomes steps through it.
         flops_per_token = model_cost(cfg, tokenizer.get_vocab_size())[1]
         pretrain_clock = Stopwatch()
         try:
             state = pretrain(model, packed, cfg.trainer, runtime, logger, flops_per_token=flops_per_token)
         except DivergenceError as error:
-            write_summary(run_dir, _diverged_summary(cfg, run_name, run_dir, error, clock), logger)
+            if world.main:
+                write_summary(run_dir, _diverged_summary(cfg, run_name, run_dir, error, clock), logger)
             raise
         pretrain_seconds = pretrain_clock.elapsed()
         if state.step == runtime.halt_at_step:
             return {"halted_at_step": state.step}
-        pretrained_weights = {k: v.detach().cpu().clone() for k, v in body.state_dict().items()}
+        pretrained_weights = {key.removeprefix("body."): value.detach().cpu().clone()
+                              for key, value in gathered_state(model).items() if key.startswith("body.")}
         del model, body
+        shutdown()  # fine-tuning runs on rank 0 alone: no collective may wait on it
+        if not world.main:
+            return {"rank": world.rank}
 
         context = FinetuneContext(device, bf16, special.pad, logger)
         inits = body_inits(cfg.arch, tokenizer.get_vocab_size(), pretrained_weights, cfg.finetune.scratch_baseline)
         results = finetune_all(cfg.finetune, tasks, tokenizer, inits, context, run_dir)
         summary = _summary(cfg, run_name, run_dir, tokenizer, tokenizer_hash, packed, state, pretrain_seconds, results)
         summary["pretrain"]["budget"] = budget_record(cfg, flops_per_token, state.tokens_seen)
+        summary["pretrain"]["processes"] = world.size
         summary["wall_time_s"] = clock.elapsed()
         summary.update(finetune_extras(cfg.finetune, results))
         write_summary(run_dir, summary, logger)
     print_results_table(summary)
     return summary
+
+
+def _process_device(device: torch.device, world: World) -> torch.device:
+    """Each process of a multi-GPU run trains on the GPU of its local rank."""
+    if world.distributed and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", world.local_rank)
+    return device
 
 
 def _record_start(cfg: Config, run_dir: Path, manifest: dict[str, Any], tokenizer: Tokenizer,

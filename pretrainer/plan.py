@@ -9,6 +9,14 @@ its projection runs only there). An encoder-decoder's decoder runs on
 `decoder_tokens / input_tokens` of a token; ELECTRA adds its generator. Activation
 memory follows Korthikanti et al. (2022) without recomputation: per layer
 B x T x d x (34 + 5 x heads x T / d) bytes in 16-bit (twice that in fp32), plus the logits.
+
+At `plan.gpus` = N processes a step reads N times the blocks (the global batch is
+batch_size x grad_accum x N), the wall time assumes N times one GPU's throughput (linear
+scaling: an upper bound), and the memory per GPU counts the training state — fp32 weights,
+gradients and AdamW's two moments, 16 bytes per parameter — whole on every GPU under DDP
+(plus its 4-byte gradient buckets), or sharded N ways under FSDP2 plus the units gathered
+whole while they compute (the root unit — embeddings and heads — and two transformer blocks:
+the one running and the one prefetched).
 """
 
 from __future__ import annotations
@@ -77,15 +85,19 @@ def plan_experiment(cfg: Config, run_dir: Path | None = None) -> dict[str, Any]:
     """The plan of one configuration; written to `run_dir/plan.json` and printed when a run dir is given."""
     counts, per_token, vocab = model_cost(cfg)
     shape = objective_shape(cfg)
-    steps = total_steps(cfg.trainer, cfg.data.block_size, per_token)
-    tokens = steps * cfg.trainer.batch_size * cfg.trainer.grad_accum * cfg.data.block_size
+    gpus = cfg.plan.gpus
+    steps = total_steps(cfg.trainer, cfg.data.block_size, per_token, gpus)
+    tokens = steps * cfg.trainer.batch_size * cfg.trainer.grad_accum * gpus * cfg.data.block_size
     plan = {
         "run_name": cfg.run_name or (run_dir.name if run_dir else "plan"),
         "arch": cfg.arch.name, "objective": cfg.objective.name, "vocab_size": vocab, **counts,
         "flops_per_token": per_token, "budget_kind": cfg.trainer.budget_kind, "steps": steps, "tokens": tokens,
         "total_flops": per_token * tokens,
         "activation_bytes": activation_bytes(cfg, shape, vocab),
+        "gpus": gpus, "parallel": cfg.trainer.parallel if gpus > 1 else "none",
     }
+    plan["state_bytes_per_gpu"] = training_state_bytes(cfg, counts, gpus)
+    plan["memory_per_gpu_bytes"] = plan["state_bytes_per_gpu"] + plan["activation_bytes"]
     plan |= expected_wall_time(cfg, plan)
     if run_dir is not None:
         write_text_atomic(run_dir / "plan.json", json.dumps(plan, indent=2))
@@ -105,7 +117,10 @@ def plan_rows(plan: dict[str, Any]) -> list[tuple[str, str]]:
         ("training FLOPs per token", f"{plan['flops_per_token']:.3e}"),
         ("steps / tokens", f"{plan['steps']:,} / {plan['tokens']:,}"),
         ("total training FLOPs", f"{plan['total_flops']:.3e}"),
-        ("activation memory", f"{plan['activation_bytes'] / 2**30:.2f} GiB"),
+        ("processes (GPUs)", f"{plan['gpus']} ({plan['parallel']})" if plan["gpus"] > 1 else "1"),
+        ("activation memory per GPU", f"{plan['activation_bytes'] / 2**30:.2f} GiB"),
+        ("weights, gradients, AdamW per GPU", f"{plan['state_bytes_per_gpu'] / 2**30:.2f} GiB"),
+        ("memory per GPU", f"{plan['memory_per_gpu_bytes'] / 2**30:.2f} GiB"),
         ("throughput", "—" if plan["tokens_per_s"] is None else
          f"{plan['tokens_per_s']:,.0f} tok/s ({plan['throughput_from']})"),
         ("expected wall time", "— (give plan.tokens_per_s, plan.flops_per_s or plan.measure_steps)"
@@ -162,19 +177,36 @@ def activation_bytes(cfg: Config, shape: Shape, vocab: int) -> float:
     return float(per_layer * layers + logits)
 
 
+def training_state_bytes(cfg: Config, counts: dict[str, int], gpus: int) -> float:
+    """Weights, gradients and AdamW moments held by one GPU (see the module docstring)."""
+    params = counts["params"]
+    if gpus == 1:
+        return 16.0 * params
+    if cfg.trainer.parallel == "ddp":
+        return 20.0 * params  # + DDP's gradient buckets
+    arch = cfg.arch
+    blocks = arch.n_layer + ((arch.n_decoder_layer or arch.n_layer) if arch.name == "encoder_decoder" else 0)
+    block_params = counts["body_non_embedding_params"] / blocks
+    root_params = params - counts["body_non_embedding_params"]  # embeddings and the objective's heads
+    gathered = 8.0 * (root_params + 2 * block_params)  # whole weights and gradients while they compute
+    return 16.0 * params / gpus + gathered
+
+
 def expected_wall_time(cfg: Config, plan: dict[str, Any]) -> dict[str, Any]:
+    """Tokens/s of all GPUs (one GPU's times `plan.gpus`) and the wall time of the budget at that rate."""
+    gpus = cfg.plan.gpus
+    scaled = f" x {gpus} GPUs, linear scaling assumed" if gpus > 1 else ""
     if cfg.plan.tokens_per_s:
-        return {"tokens_per_s": cfg.plan.tokens_per_s, "throughput_from": "given",
-                "wall_time_s": plan["tokens"] / cfg.plan.tokens_per_s}
-    if cfg.plan.flops_per_s:
-        tokens_per_s = cfg.plan.flops_per_s / plan["flops_per_token"]
-        return {"tokens_per_s": tokens_per_s, "throughput_from": "flops_per_s",
-                "wall_time_s": plan["tokens"] / tokens_per_s}
-    if cfg.plan.measure_steps:
-        tokens_per_s = measure_throughput(cfg, plan["vocab_size"])
-        return {"tokens_per_s": tokens_per_s, "throughput_from": f"measured over {cfg.plan.measure_steps} steps",
-                "wall_time_s": plan["tokens"] / tokens_per_s}
-    return {"tokens_per_s": None, "throughput_from": None, "wall_time_s": None}
+        per_gpu, source = cfg.plan.tokens_per_s, "given"
+    elif cfg.plan.flops_per_s:
+        per_gpu, source = cfg.plan.flops_per_s / plan["flops_per_token"], "flops_per_s"
+    elif cfg.plan.measure_steps:
+        per_gpu, source = measure_throughput(cfg, plan["vocab_size"]), f"measured over {cfg.plan.measure_steps} steps"
+    else:
+        return {"tokens_per_s": None, "throughput_from": None, "wall_time_s": None}
+    tokens_per_s = per_gpu * gpus
+    return {"tokens_per_s": tokens_per_s, "throughput_from": source + scaled,
+            "wall_time_s": plan["tokens"] / tokens_per_s}
 
 
 def measure_throughput(cfg: Config, vocab: int) -> float:

@@ -31,8 +31,8 @@ PACKAGES = ("pretrainer", "torch", "tokenizers", "datasets", "hydra-core", "omeg
 # left out of the config fingerprint, and free to change on resume.
 RESULT_NEUTRAL_KEYS = ("run_name", "cache_dir", "resume", "resume_allow_changes", "init", "logger", "plan",
                        "trainer.log_every", "trainer.checkpoint_every", "trainer.keep_checkpoints",
-                       "trainer.data_workers", "data.verify_cache", "finetune.save_predictions", "tokenizer.show",
-                       "tokenizer.diagnostic_documents")
+                       "trainer.data_workers", "trainer.parallel", "data.verify_cache", "finetune.save_predictions",
+                       "tokenizer.show", "tokenizer.diagnostic_documents")
 
 
 def config_fingerprint(cfg: Config) -> str:

@@ -59,7 +59,12 @@ def find_resume_point(cfg: Config, run_dir: Path, execution: dict[str, Any]) -> 
         info(f"resume=true: no checkpoint in {directory} yet; starting at step 0")
         return None
     path, payload = found
-    changes = config_changes(payload["config"], asdict(cfg)) | execution_changes(payload, execution)
+    changes = config_changes(payload["config"], asdict(cfg))
+    if "blocks_per_step" in (payload.get("execution") or {}):
+        # grad_accum may trade places with the number of processes: what must stay is the global
+        # batch, compared as resolved below (blocks per optimizer step over all processes).
+        changes.pop("trainer.grad_accum", None)
+    changes |= execution_changes(payload, execution)
     refused = {key: change for key, change in changes.items() if not in_groups(key, cfg.resume_allow_changes)}
     if refused:
         listed = ", ".join(f"{key} ({old!r} -> {new!r})" for key, (old, new) in refused.items())
@@ -71,12 +76,16 @@ def find_resume_point(cfg: Config, run_dir: Path, execution: dict[str, Any]) -> 
 
 def execution_changes(payload: dict[str, Any], execution: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """`trainer.device=auto` and `precision=auto` resolve per machine: moving a run from a CPU to
-    a GPU keeps the config but changes the arithmetic (fp32 -> bf16). Named by the config key
-    that decides them, with the resolved values."""
+    a GPU keeps the config but changes the arithmetic (fp32 -> bf16); the global batch depends on
+    the number of processes. Named by the config key that decides them, with the resolved values."""
     saved = payload.get("execution") or {}
     changes = {}
     if "device" in saved and saved["device"] != execution["device"]:
         changes["trainer.device"] = (f"{saved['device']} (resolved)", f"{execution['device']} (resolved)")
+    if "blocks_per_step" in saved and saved["blocks_per_step"] != execution["blocks_per_step"]:
+        changes["trainer.grad_accum"] = (f"{saved['blocks_per_step']} blocks per step over all processes (resolved)",
+                                         f"{execution['blocks_per_step']} blocks per step (resolved): set "
+                                         "grad_accum so that batch_size x grad_accum x processes is unchanged")
     if "bf16" in saved and saved["bf16"] != execution["bf16"]:
         names = {True: "bf16 (resolved)", False: "fp32 (resolved)"}
         changes["trainer.precision"] = (names[saved["bf16"]], names[execution["bf16"]])
@@ -105,6 +114,8 @@ def check_tokenizer(point: ResumePoint, tokenizer_fingerprint: str) -> None:
 def check_weights_fit(point: ResumePoint, model: torch.nn.Module) -> None:
     """Load the checkpoint's weights now, so that a model they do not fit (an architecture change
     that was allowed) fails before the resume is recorded."""
+    if "sharded" in point.payload:  # read when training resumes; a model it does not fit fails there
+        return
     try:
         model.load_state_dict(point.payload["model"])
     except (RuntimeError, KeyError) as error:

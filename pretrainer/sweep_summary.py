@@ -59,14 +59,15 @@ def tokenizer_table(jobs: list[dict[str, Any]]) -> str:
 def plan_table(jobs: list[dict[str, Any]]) -> str:
     """Markdown table of `pretrainer plan` results, one row per job."""
     header = ["job", "overrides", "family / objective", "params", "non-embedding", "FLOPs/token", "tokens",
-              "total FLOPs", "activations GiB", "wall time"]
+              "total FLOPs", "GPUs", "memory/GPU GiB", "wall time"]
     rows = []
     for job in jobs:
         p = job["summary"]
         wall = "—" if p["wall_time_s"] is None else f"{p['wall_time_s']:,.0f} s"
         cells = [str(job["job"]), job["overrides"] or "(defaults)", f"{p['arch']} / {p['objective']}",
                  f"{p['params']:,}", f"{p['non_embedding_params']:,}", f"{p['flops_per_token']:.3e}",
-                 f"{p['tokens']:,}", f"{p['total_flops']:.3e}", f"{p['activation_bytes'] / 2**30:.2f}", wall]
+                 f"{p['tokens']:,}", f"{p['total_flops']:.3e}", str(p.get("gpus", 1)),
+                 f"{p.get('memory_per_gpu_bytes', p['activation_bytes']) / 2**30:.2f}", wall]
         rows.append(cells)
     return markdown_table(header, rows)
 

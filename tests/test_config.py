@@ -163,3 +163,15 @@ def test_slurm_launcher_config_composes():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         raw = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
     assert raw.hydra.launcher._target_.endswith("SlurmLauncher") and raw.hydra.launcher.gpus_per_node == 1
+
+
+def test_multinode_slurm_launcher_runs_one_task_per_gpu_on_two_nodes():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        launcher = compose("config", overrides=["hydra/launcher=slurm_multinode"], return_hydra_config=True
+                           ).hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 8, 8)
+    assert launcher.timeout_min == 720  # the rest from conf/hydra/launcher/slurm.yaml

@@ -82,3 +82,21 @@ def test_plan_and_train_agree_on_the_steps_of_a_token_budget(compose_config, tmp
     summary = train(cfg, tmp_path / "run")
     assert summary["pretrain"]["steps"] == planned["steps"] == 4  # ceil(1000 / (8 x 32))
     assert summary["pretrain"]["tokens"] == planned["tokens"] == 4 * 8 * 32
+
+
+def test_plan_at_n_gpus_divides_the_steps_and_shards_the_state_under_fsdp(compose_config):
+    """8 processes read 8 times the blocks per step: a token budget takes 1/8 of the steps and,
+    at 8 x one GPU's rate, 1/8 of the time; FSDP2 holds 1/8 of the training state plus the
+    units it gathers, DDP all of it."""
+    budget = ["arch/size=base", "trainer.max_tokens=80000000", "plan.tokens_per_s=1000"]
+    one = plan_experiment(compose_config(*budget, tiny=False))
+    ddp = plan_experiment(compose_config(*budget, "plan.gpus=8", "trainer.parallel=ddp", tiny=False))
+    fsdp = plan_experiment(compose_config(*budget, "plan.gpus=8", "trainer.parallel=fsdp", tiny=False))
+    assert ddp["steps"] == pytest.approx(one["steps"] / 8, abs=1)
+    assert ddp["tokens"] == pytest.approx(one["tokens"], rel=1e-3)
+    assert ddp["wall_time_s"] == pytest.approx(one["wall_time_s"] / 8, rel=1e-3)
+    assert one["state_bytes_per_gpu"] == 16 * one["params"]
+    assert ddp["state_bytes_per_gpu"] == 20 * one["params"]
+    assert one["params"] * 16 / 8 < fsdp["state_bytes_per_gpu"] < one["state_bytes_per_gpu"] / 2
+    assert fsdp["memory_per_gpu_bytes"] == fsdp["state_bytes_per_gpu"] + fsdp["activation_bytes"]
+    assert fsdp["activation_bytes"] == one["activation_bytes"]

@@ -26,7 +26,7 @@ from pretrainer.interop import bert, gpt2, t5
 from pretrainer.models import LMHead, build_body
 from pretrainer.tokenization import SpecialIds
 from pretrainer.tokenization.special import CLS, MASK, PAD, SEP, UNK
-from pretrainer.training.checkpoint import body_state_dict, resolve_checkpoint
+from pretrainer.training.checkpoint import body_state_dict, model_state, resolve_checkpoint
 
 EXPORTERS = {"encoder": bert, "decoder": gpt2, "encoder_decoder": t5}  # by arch.name
 IMPORTERS = {"bert": bert, "gpt2": gpt2, "t5": t5}  # by the HF config's model_type
@@ -85,7 +85,7 @@ def arch_from_dict(raw: dict[str, Any]) -> ArchConfig:
 def head_state_dict(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The objective's LM head weights (`objective.head.*`), as an `LMHead` state dict."""
     prefix = "objective.head."
-    return {k[len(prefix):]: v for k, v in payload["model"].items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in model_state(payload).items() if k.startswith(prefix)}
 
 
 def special_ids(tokenizer_file: Path) -> SpecialIds:

@@ -25,27 +25,54 @@ from torch.utils.data import DataLoader, Dataset
 from pretrainer.data.blocks import BlockSet, epoch_order_indices
 
 
+def _seed_of(seed: int, *stream: int) -> int:
+    state = np.random.SeedSequence([seed, *stream]).generate_state(1, dtype=np.uint64)[0]
+    return int(state) & ((1 << 63) - 1)
+
+
 def step_generator(seed: int, *stream: int) -> torch.Generator:
     """An independent generator per (seed, stream...), so masks are a function of the step."""
-    state = np.random.SeedSequence([seed, *stream]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+    return torch.Generator().manual_seed(_seed_of(seed, *stream))
+
+
+def dropout_seed(seed: int, step: int, global_micro: int) -> int:
+    """The seed of torch's global RNG (dropout) for one micro-batch of one optimizer step."""
+    return _seed_of(seed, 2, step, global_micro)
 
 
 class MicroBatches(Dataset):
-    """Item `n` is micro-batch `n % grad_accum` of optimizer step `n // grad_accum`, collated
-    on the CPU: a dict of tensors for the objective's forward."""
+    """Item `n` is micro-batch `n % grad_accum` of optimizer step `n // grad_accum` of this
+    rank, collated on the CPU: a dict of tensors for the objective's forward.
 
-    def __init__(self, collate, blocks: BlockSet, batch_size: int, grad_accum: int, seed: int):
+    An optimizer step reads `grad_accum x world_size` micro-batches of the one global sequence
+    (`epoch_order_indices`); rank r reads the consecutive slice `r * grad_accum ...`. Blocks and
+    masks are a function of (seed, step, global micro-batch), so they do not depend on how the
+    global batch is split into processes and accumulation steps (for a fixed `batch_size`), and no
+    block is read twice in an epoch across the ranks."""
+
+    def __init__(self, collate, blocks: BlockSet, batch_size: int, grad_accum: int, seed: int,
+                 rank: int = 0, world_size: int = 1):
         self.collate, self.blocks = collate, blocks  # collate: Objective.collate (BlockBatch, generator) -> dict
         self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         raise TypeError("the stream of micro-batches is endless; index it by (step * grad_accum + micro)")
 
-    def __getitem__(self, n: int) -> dict[str, torch.Tensor]:
+    def global_position(self, n: int) -> tuple[int, int]:
+        """(optimizer step, micro-batch within the global step) of this rank's item `n`."""
         step, micro = divmod(n, self.grad_accum)
-        indices = epoch_order_indices(n * self.batch_size, self.batch_size, self.blocks.num_blocks, self.seed)
-        return self.collate(self.blocks.gather(indices), step_generator(self.seed, 0, step, micro))
+        return step, self.rank * self.grad_accum + micro
+
+    def block_indices(self, n: int) -> np.ndarray:
+        """The blocks item `n` reads."""
+        step, micro = self.global_position(n)
+        first = (step * self.grad_accum * self.world_size + micro) * self.batch_size
+        return epoch_order_indices(first, self.batch_size, self.blocks.num_blocks, self.seed)
+
+    def __getitem__(self, n: int) -> dict[str, torch.Tensor]:
+        step, micro = self.global_position(n)
+        return self.collate(self.blocks.gather(self.block_indices(n)), step_generator(self.seed, 0, step, micro))
 
 
 def _ignore_interrupts(worker_id: int) -> None:

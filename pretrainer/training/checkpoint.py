@@ -7,6 +7,7 @@ each with a `step_<step>.pt.sha256` beside it (`sha256sum -c` reads it). The fil
 
     format                 "pretrainer-checkpoint-v2"
     model                  state dict of the pretraining model: `body.*` and the objective's heads `objective.*`
+                           (FSDP2 runs: `sharded` and `shard_files` name `step_<step>.dcp/` instead, see sharded.py)
     optimizer, scheduler   their state dicts
     train_state            TrainState as a dict (step, tokens seen, eval losses, skipped steps, ...)
     rng                    torch (CPU and CUDA), numpy and Python RNG states, as tensors and numbers
@@ -126,6 +127,7 @@ def prune_checkpoints(directory: Path, keep: int) -> None:
     for path in step_checkpoints(directory)[keep:]:
         path.unlink(missing_ok=True)
         digest_file(path).unlink(missing_ok=True)
+        shutil.rmtree(path.with_suffix(".dcp"), ignore_errors=True)  # FSDP2's shards of that step
 
 
 def step_checkpoints(directory: Path) -> list[Path]:
@@ -180,6 +182,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
     if payload["format"] == LEGACY_FORMAT:
         payload["rng"] = _legacy_rng(payload["rng"])
+    if "sharded" in payload:  # FSDP2's weights live in a shard directory beside the file
+        from pretrainer.training.sharded import check_shards
+
+        check_shards(path, payload)
+        payload["checkpoint_dir"] = str(path.parent)
     return payload
 
 
@@ -281,4 +288,13 @@ def _legacy_rng(state: dict[str, Any]) -> dict[str, Any]:
 def body_state_dict(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The body's weights alone (what fine-tuning starts from)."""
     prefix = "body."
-    return {k[len(prefix):]: v for k, v in payload["model"].items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in model_state(payload).items() if k.startswith(prefix)}
+
+
+def model_state(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The pretraining model's whole state dict, also from a sharded (FSDP2) checkpoint."""
+    if "sharded" not in payload:
+        return payload["model"]
+    from pretrainer.training.sharded import full_model_state
+
+    return full_model_state(Path(payload["checkpoint_dir"]) / payload["sharded"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,17 @@ from torch import nn
 
 from pretrainer.config import TrainerConfig
 from pretrainer.data.blocks import BlockSet, PackedCorpus
-from pretrainer.errors import CheckpointError, DivergenceError, Interrupted
+from pretrainer.errors import DivergenceError, Interrupted
 from pretrainer.loggers import ProgressBar, RunLogger, Stopwatch, info, warn
 from pretrainer.models.attention import set_attention_backend
 from pretrainer.objectives import Objective, ObjectiveOutput
-from pretrainer.training.batches import BatchStream, MicroBatches, step_generator
-from pretrainer.training.checkpoint import checkpoint_file, restore_rng, rng_state, save_checkpoint, torch_rng_state
+from pretrainer.training.batches import BatchStream, MicroBatches, dropout_seed, step_generator
+from pretrainer.training.checkpoint import checkpoint_file, rng_state, torch_rng_state
 from pretrainer.training.device import autocast
+from pretrainer.training.distributed import World, max_across_ranks, sum_across_ranks
 from pretrainer.training.optim import build_adamw, build_schedule
+from pretrainer.training.parallel import data_parallel, gradient_sync, local_value
+from pretrainer.training.saver import Saver, TrainState, restore
 from pretrainer.training.signals import StopRequest
 
 
@@ -50,19 +53,6 @@ class PretrainingModel(nn.Module):
 
 
 @dataclass
-class TrainState:
-    """Runtime state, saved in checkpoints; never part of the config."""
-
-    step: int = 0
-    tokens_seen: int = 0
-    train_time_s: float = 0.0
-    compile_s: float = 0.0  # torch.compile's share of the first step (trainer.compile), this leg of the run
-    eval_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
-    skipped_steps: list[int] = field(default_factory=list)  # steps dropped as non-finite (trainer.nonfinite=skip)
-    consecutive_skips: int = 0
-
-
-@dataclass
 class Runtime:
     device: torch.device
     bf16: bool
@@ -72,11 +62,13 @@ class Runtime:
     resume_from: dict[str, Any] | None = None  # a verified checkpoint payload to continue from
     halt_at_step: int | None = None  # save and return at this step (`reproduce` replays a resumed run's legs)
     tokens_per_block: int | None = None  # model input tokens per block (T5 reads longer raw blocks); None: block size
+    world: World = field(default_factory=World)  # this process's rank among the run's processes
 
 
-def total_steps(cfg: TrainerConfig, block_size: int, flops_per_token: float | None = None) -> int:
-    """Optimizer steps of the budget: FLOPs (needs the planner's FLOPs per token), tokens or steps."""
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * block_size
+def total_steps(cfg: TrainerConfig, block_size: int, flops_per_token: float | None = None, world_size: int = 1) -> int:
+    """Optimizer steps of the budget: FLOPs (needs the planner's FLOPs per token), tokens or steps.
+    A step reads `batch_size x grad_accum` blocks on each of `world_size` processes."""
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * world_size * block_size
     if cfg.max_flops is not None:
         if not flops_per_token:
             raise ValueError("a FLOPs budget needs the model's training FLOPs per token")
@@ -94,45 +86,56 @@ def _micro_batch(model: PretrainingModel, blocks: BlockSet, indices: np.ndarray,
 
 @torch.no_grad()
 def estimate_eval_loss(model: PretrainingModel, blocks: BlockSet, cfg: TrainerConfig, runtime: Runtime) -> float | None:
-    """Mean loss on fixed held-out blocks with fixed masks, so successive evals compare."""
+    """Mean loss on fixed held-out blocks with fixed masks, so successive evals compare.
+
+    The batches are dealt round-robin to the ranks and the sums added up, so the value does not
+    depend on the world size. Every rank runs the same number of forwards (FSDP2's forward is a
+    collective): a rank with one batch fewer repeats its first one with weight 0."""
     if blocks.num_blocks == 0:
         return None
+    world = runtime.world
+    batches = min(cfg.eval_batches, math.ceil(blocks.num_blocks / cfg.batch_size))
+    sums = torch.zeros(2, dtype=torch.float64, device=runtime.device)  # (loss x predictions, predictions)
     model.eval()
-    total, count = 0.0, 0
-    for i in range(cfg.eval_batches):
-        start = i * cfg.batch_size
-        if start >= blocks.num_blocks:
-            break
-        indices = np.arange(start, min(start + cfg.batch_size, blocks.num_blocks))
+    for i in range(world.rank, world.size * math.ceil(batches / world.size), world.size):
+        weight = 1.0 if i < batches else 0.0
+        i = i if i < batches else world.rank % batches
+        indices = np.arange(i * cfg.batch_size, min((i + 1) * cfg.batch_size, blocks.num_blocks))
         batch = _micro_batch(model, blocks, indices, step_generator(cfg.seed, 1, i), runtime.device)
         with autocast(runtime.device, runtime.bf16):
             out = model(batch)
-        total += float(out.loss) * int(out.num_predictions)
-        count += int(out.num_predictions)
+        predictions = out.num_predictions.to(torch.float64)
+        sums += weight * torch.stack([out.loss.detach().to(torch.float64) * predictions, predictions])
     model.train()
+    total, count = sum_across_ranks(sums).tolist()
     return total / max(count, 1)
 
 
 def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, runtime: Runtime,
              logger: RunLogger, flops_per_token: float | None = None) -> TrainState:
-    steps = total_steps(cfg, data.train.block_size, flops_per_token)
+    world = runtime.world
+    steps = total_steps(cfg, data.train.block_size, flops_per_token, world.size)
+    parallel_model = data_parallel(model, cfg.parallel, world, runtime.device)  # FSDP2 shards `model` in place
     optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     scheduler = build_schedule(optimizer, cfg.schedule, cfg.warmup_steps, steps, cfg.min_lr_ratio)
     state = TrainState()
     if runtime.resume_from is not None:
-        state = _restore(runtime.resume_from, model, optimizer, scheduler)
-    forward_model = compiled(model, cfg)
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * (runtime.tokens_per_block or data.train.block_size)
+        state = restore(runtime.resume_from, model, optimizer, scheduler)
+    forward_model = compiled(model, cfg, parallel_model)
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * world.size * (runtime.tokens_per_block or data.train.block_size)
     bar = ProgressBar("pretrain", steps)
     window, window_tokens = Stopwatch(), 0
     model.train()
-    saver = Saver(runtime, model, optimizer, scheduler, cfg.keep_checkpoints)
+    saver = Saver(runtime.checkpoint_dir, runtime.checkpoint_extras, world, model, optimizer, scheduler,
+                  cfg.keep_checkpoints)
     if runtime.resume_from is not None and checkpoint_file(runtime.checkpoint_dir, state.step).is_file():
         saver.saved_step = state.step  # never rewrite the checkpoint this run starts from
     runtime.stop.graceful = True  # until the final checkpoint is written: a signal waits for the next save
-    stream = BatchStream(MicroBatches(model.objective.collate, data.train, cfg.batch_size, cfg.grad_accum, cfg.seed),
-                         state.step, steps, runtime.device, cfg.data_workers)
+    batches = MicroBatches(model.objective.collate, data.train, cfg.batch_size, cfg.grad_accum, cfg.seed,
+                           world.rank, world.size)
+    stream = BatchStream(batches, state.step, steps, runtime.device, cfg.data_workers)
     compile_clock = CompileClock(cfg.compile)
+    stop_agreed = False  # some rank was signalled (agreed on at each step's collective): all stop together
     try:
         while state.step < steps:
             if state.step > 0 and state.step % cfg.eval_every == 0:
@@ -141,7 +144,7 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
                     bar.note(f"step {state.step}/{steps}: eval loss {eval_loss:.3f}")
             if cfg.checkpoint_every and state.step > 0 and state.step % cfg.checkpoint_every == 0:
                 saver.save(state)
-            _stop_if_signalled(runtime, saver, state)
+            _stop_if_signalled(runtime, saver, state, stop_agreed)
             if state.step == runtime.halt_at_step:
                 saver.save(state)
                 return state
@@ -150,6 +153,7 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
             compile_clock.start_step()
             outcome = _optimizer_step(forward_model, model, stream, cfg, runtime, optimizer, state.step)
             compile_clock.end_step(state)
+            stop_agreed = outcome.stop_requested
             if outcome.finite:
                 scheduler.step()
                 state.consecutive_skips = 0
@@ -162,16 +166,18 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
             if state.step % cfg.log_every == 0 or state.step == steps:
                 seconds = window.elapsed()
                 state.train_time_s += seconds
-                record = {"phase": "pretrain", "step": state.step, "loss": float(outcome.loss),
+                loss, parts = _mean_over_ranks(outcome, world)
+                record = {"phase": "pretrain", "step": state.step, "loss": loss,
                           "lr": scheduler.get_last_lr()[0], "grad_norm": float(outcome.grad_norm),
                           "tokens": state.tokens_seen, "tokens_per_s": window_tokens / max(seconds, 1e-9),
-                          **{f"loss_{name}": float(value) for name, value in outcome.parts.items()}}
+                          **{f"loss_{name}": value for name, value in parts.items()}}
                 logger.log(record)
                 bar.update(state.step, loss=record["loss"], lr=record["lr"], **{"tok/s": record["tokens_per_s"]})
                 window, window_tokens = Stopwatch(), 0
         _record_eval(model, data, cfg, runtime, logger, state)
         saver.save(state)
-        _stop_if_signalled(runtime, saver, state)  # one that came during the last step or the final eval
+        # one that came during the last step or the final eval (agreed on by all ranks here)
+        _stop_if_signalled(runtime, saver, state, bool(max_across_ranks(_stop_flag(runtime)).item()))
     finally:
         stream.close()
         runtime.stop.graceful = False
@@ -180,15 +186,16 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
     return state
 
 
-def compiled(model: PretrainingModel, cfg: TrainerConfig) -> nn.Module:
-    """The module the step calls, with the configured attention kernel: `model` itself, or
-    torch.compile of it (one graph: the objectives keep data-dependent shapes and host syncs
-    out of their forward)."""
+def compiled(model: PretrainingModel, cfg: TrainerConfig, parallel_model: nn.Module | None = None) -> nn.Module:
+    """The module the step calls, with the configured attention kernel: `parallel_model` (the
+    DDP wrapper or FSDP2-sharded model; default `model` itself), or torch.compile of it (one
+    graph: the objectives keep data-dependent shapes and host syncs out of their forward)."""
     set_attention_backend(model, cfg.attention)
+    parallel_model = model if parallel_model is None else parallel_model
     if not cfg.compile:
-        return model
+        return parallel_model
     model.objective.static_shapes = True  # fixed prediction-slot capacities: one shape, no recompiles
-    return torch.compile(model, backend=cfg.compile_backend)
+    return torch.compile(parallel_model, backend=cfg.compile_backend)
 
 
 class CompileClock:
@@ -226,27 +233,6 @@ class CompileClock:
             info(message)
 
 
-class Saver:
-    """Writes the run's checkpoints, each step at most once (a signal or a divergence on a step
-    that was just checkpointed, or the step a run resumed from, is not written again)."""
-
-    def __init__(self, runtime: Runtime, model: PretrainingModel, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler, keep: int):
-        self.runtime, self.model, self.optimizer, self.scheduler, self.keep = runtime, model, optimizer, scheduler, keep
-        self.saved_step: int | None = None
-
-    def save(self, state: TrainState, rng: dict[str, Any] | None = None) -> Path:
-        path = checkpoint_file(self.runtime.checkpoint_dir, state.step)
-        if state.step != self.saved_step:
-            save_checkpoint(self.runtime.checkpoint_dir, state.step, {
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "train_state": asdict(state),
-                **self.runtime.checkpoint_extras,
-            }, self.keep, rng=rng)
-            self.saved_step = state.step
-        return path
-
-
 @dataclass
 class StepOutcome:
     """One optimizer step's values, kept on the device: reading them is a host sync, done at log steps."""
@@ -254,7 +240,8 @@ class StepOutcome:
     loss: torch.Tensor  # mean micro-batch loss
     parts: dict[str, torch.Tensor]  # mean of each named part of the loss (e.g. ELECTRA's generator and discriminator)
     grad_norm: torch.Tensor  # global gradient norm before clipping
-    finite: bool  # loss and gradient norm are finite: the optimizer stepped
+    finite: bool  # loss and gradient norm are finite (on every rank): the optimizer stepped
+    stop_requested: bool = False  # some rank has a SIGINT/SIGTERM pending: every rank stops after this step
 
 
 def _optimizer_step(forward_model: nn.Module, model: PretrainingModel, stream: BatchStream, cfg: TrainerConfig,
@@ -264,22 +251,46 @@ def _optimizer_step(forward_model: nn.Module, model: PretrainingModel, stream: B
     if stream.position != step * cfg.grad_accum:  # the stream and the step counter must never drift apart
         raise RuntimeError(f"batch stream at micro-batch {stream.position}, step {step} needs {step * cfg.grad_accum}")
     losses, parts = [], []
-    for _ in range(cfg.grad_accum):
+    world = runtime.world
+    for micro in range(cfg.grad_accum):
         batch = stream.next()
-        with autocast(runtime.device, runtime.bf16):
-            out = forward_model(batch)
-        (out.loss / cfg.grad_accum).backward()
+        # Dropout draws from torch's global RNG: seeded per (seed, step, global micro-batch), it
+        # drops the same units whatever the world size, and a resumed run continues it exactly.
+        torch.manual_seed(dropout_seed(cfg.seed, step, world.rank * cfg.grad_accum + micro))
+        with gradient_sync(forward_model, enabled=micro == cfg.grad_accum - 1):
+            with autocast(runtime.device, runtime.bf16):
+                out = forward_model(batch)
+            # The mean over this rank's micro-batches; DDP/FSDP2 average the gradients over the ranks.
+            (out.loss / cfg.grad_accum).backward()
         losses.append(out.loss.detach())
         parts.append(out.parts)
     loss = torch.stack(losses).mean()
     # max_norm=inf measures without clipping (a factor of exactly 1): the finite check needs the norm.
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-    finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))  # the step's one host sync
+    grad_norm = local_value(torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                           cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
+    # (loss not finite, norm not finite, stop requested), the max over the ranks: one collective and
+    # the step's one host sync; every rank then takes the same decision.
+    flags = torch.stack([~torch.isfinite(loss), ~torch.isfinite(grad_norm), _stop_flag(runtime, loss.device)])
+    loss_bad, norm_bad, stop = max_across_ranks(flags.to(torch.float32)).tolist()
+    finite = not (loss_bad or norm_bad)
     if finite:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     part_means = {name: torch.stack([p[name] for p in parts]).mean() for name in parts[0]}
-    return StepOutcome(loss, part_means, grad_norm, finite)
+    return StepOutcome(loss, part_means, grad_norm, finite, stop_requested=bool(stop))
+
+
+def _stop_flag(runtime: Runtime, device: torch.device | None = None) -> torch.Tensor:
+    return torch.tensor(runtime.stop.signum is not None, dtype=torch.float32, device=device or runtime.device)
+
+
+def _mean_over_ranks(outcome: StepOutcome, world: World) -> tuple[float, dict[str, float]]:
+    """The step's loss and its parts as means over every rank's micro-batches (a collective: every
+    rank logs at the same steps, rank 0 writes)."""
+    names = list(outcome.parts)
+    values = torch.stack([outcome.loss, *(outcome.parts[name] for name in names)]).to(torch.float64)
+    values = (sum_across_ranks(values) / world.size).tolist()
+    return values[0], dict(zip(names, values[1:], strict=True))
 
 
 def _on_nonfinite(outcome: StepOutcome, cfg: TrainerConfig, saver: Saver, state: TrainState,
@@ -306,14 +317,22 @@ def _on_nonfinite(outcome: StepOutcome, cfg: TrainerConfig, saver: Saver, state:
                           f"{path}; {remedy}")
 
 
-def _stop_if_signalled(runtime: Runtime, saver: Saver, state: TrainState) -> None:
+def _stop_if_signalled(runtime: Runtime, saver: Saver, state: TrainState, agreed: bool = False) -> None:
     """A SIGINT/SIGTERM (or a chained signal such as SLURM's preemption notice) arrived: save,
-    pass it on to a handler that was installed before ours, and stop."""
-    signum = runtime.stop.signum
-    if signum is None:
-        return
+    pass it on to a handler that was installed before ours, and stop. With several processes
+    all stop at the same step (`agreed`: some rank was signalled, as the last step's collective
+    found), whichever of them the signal reached."""
+    if runtime.world.distributed:
+        if not agreed:
+            return
+        signum = runtime.stop.signum or signal.SIGTERM
+    else:
+        signum = runtime.stop.signum
+        if signum is None:
+            return
     path = saver.save(state)
-    runtime.stop.forward()
+    if runtime.stop.signum is not None:
+        runtime.stop.forward()
     raise Interrupted(signum, f"stopped by {signal.Signals(signum).name} after step {state.step}; saved {path}; "
                               "continue with resume=true (same overrides, same run dir)")
 
@@ -328,40 +347,3 @@ def _record_eval(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig
         state.eval_losses.append((state.step, loss))
         logger.log({"phase": "pretrain_eval", "step": state.step, "loss": loss, "tokens": state.tokens_seen})
     return loss
-
-
-# Optimizer settings a checkpoint's state would override: this run's config decides them, so that
-# a change accepted on resume (`resume_allow_changes=[trainer.lr]`) takes effect.
-HYPERPARAMETERS = ("initial_lr", "betas", "weight_decay")
-
-
-def _apply_configured(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
-                      configured: list[dict[str, Any]]) -> None:
-    """Put the configured peak lr, betas and weight decay back after loading a checkpoint's state,
-    and recompute the current lr from the schedule (unchanged values give the same lr, bit for bit)."""
-    for group, values in zip(optimizer.param_groups, configured, strict=True):
-        group.update(values)
-    scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
-        group["lr"] = base * factor(scheduler.last_epoch)
-    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
-
-
-def _restore(payload: dict[str, Any], model: PretrainingModel, optimizer: torch.optim.Optimizer,
-             scheduler: torch.optim.lr_scheduler.LRScheduler) -> TrainState:
-    """Weights, optimizer, schedule, RNG and train state from a verified checkpoint payload
-    (its config and tokenizer were checked against this run's before)."""
-    configured = [{key: group[key] for key in HYPERPARAMETERS} for group in optimizer.param_groups]
-    try:
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as error:
-        raise CheckpointError(f"the checkpoint's weights do not fit this model: {str(error).splitlines()[0]}") \
-            from None
-    scheduler.load_state_dict(payload["scheduler"])
-    _apply_configured(optimizer, scheduler, configured)
-    restore_rng(payload)
-    saved = dict(payload["train_state"])
-    saved["eval_losses"] = [tuple(item) for item in saved["eval_losses"]]
-    known = TrainState.__dataclass_fields__
-    return TrainState(**{key: value for key, value in saved.items() if key in known})

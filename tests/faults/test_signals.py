@@ -108,7 +108,7 @@ def test_kill_9_at_a_random_step_resumes_bit_identically(run_config, shared_cach
     assert process.returncode == -signal.SIGKILL and not (run_dir / "summary.json").exists()
     resumed_from = final_state(run_dir)["train_state"]["step"]
     assert resumed_from % 7 == 0 and resumed_from < 600, (seed, kill_step, resumed_from)
-    controls = {name: tmp_path / name for name in ("no_rng", "no_data_position")}
+    controls = {name: tmp_path / name for name in ("restarted_dropout", "no_data_position")}
     for path in controls.values():
         shutil.copytree(run_dir, path)
 
@@ -122,11 +122,12 @@ def test_kill_9_at_a_random_step_resumes_bit_identically(run_config, shared_cach
             assert torch.equal(value, resumed["optimizer"]["state"][param][name])
     assert losses(run_dir) == losses(uninterrupted)
 
-    # Negative controls: the same comparison must fail when resume forgets the RNG ...
-    monkeypatch.setattr(loop, "restore_rng", lambda payload: None)
-    torch.manual_seed(12345)  # what a fresh process would hold instead of the saved state
-    train(cfg, controls["no_rng"])
-    assert not same_weights(straight, final_state(controls["no_rng"]))
+    # Negative controls: the same comparison must fail when the resumed run's dropout starts its
+    # random stream over (dropout is seeded per step and micro-batch: as if the step were 0) ...
+    real_seed = loop.dropout_seed
+    monkeypatch.setattr(loop, "dropout_seed", lambda seed, step, micro: real_seed(seed, step - resumed_from, micro))
+    train(cfg, controls["restarted_dropout"])
+    assert not same_weights(straight, final_state(controls["restarted_dropout"]))
     monkeypatch.undo()
     # ... or the data position (blocks read again from the start of the epoch order).
     real_indices = batches.epoch_order_indices
