@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from pretrainer.config import Config, ConfigError
 from pretrainer.config_tree import reject_unknown_fields
 from pretrainer.errors import Interrupted, RunDirError, UserError
-from pretrainer.launch import launched_distributed
+from pretrainer.launch import launch_rank, launched_distributed
 from pretrainer.provenance import completed_with
 from pretrainer.sweep_summary import plan_table, sweep_table, tokenizer_table, write_sweep_summary
 
@@ -119,7 +119,7 @@ SWEEP_SIZE: list[int] = []  # number of jobs of the running sweep, counted from 
 
 def run_job(command: Command, cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode == RunMode.MULTIRUN:
+    if hydra_cfg.mode == RunMode.MULTIRUN and launch_rank() == 0:
         print(f"pretrainer: {_job_label(hydra_cfg)}", flush=True)
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
@@ -156,6 +156,15 @@ def _record_keeper() -> bool:
     world = init_from_environment()
     barrier()
     return world.main
+
+
+def leave_process_group() -> None:
+    """A distributed run's processes leave their group once the command is done (each job of a
+    sweep reuses it)."""
+    if launched_distributed():
+        from pretrainer.training.distributed import shutdown
+
+        shutdown()
 
 
 def agreed_run_dir(args: list[str]) -> list[str]:
@@ -273,7 +282,7 @@ def run_hydra(name: str, args: list[str]) -> None:
     job = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
         lambda cfg: run_job(command, cfg))
     job()
-    if SWEEP_JOBS:
+    if SWEEP_JOBS and launch_rank() == 0:  # a distributed sweep: rank 0 reports it
         table = write_sweep_summary(SWEEP_DIR[0], SWEEP_JOBS, command.sweep_table)
         print(f"\nsweep summary (also in {SWEEP_DIR[0] / 'sweep_summary.md'}):\n{table}")
     if FAILED_JOBS:
@@ -386,6 +395,7 @@ PATH_COMMANDS: dict[str, Callable[[list[str]], None]] = {
 def main() -> None:
     try:
         dispatch(sys.argv[1:])
+        leave_process_group()
     except Interrupted as stop:
         print(f"pretrainer: {stop}", file=sys.stderr)
         raise SystemExit(stop.exit_code) from None

@@ -57,3 +57,8 @@ def expand_nodelist(nodelist: str) -> list[str]:
 def launched_distributed(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether this process is one of several of a torchrun or SLURM launch."""
     return int(launch_environment(environ).get("WORLD_SIZE", "1")) > 1
+
+
+def launch_rank(environ: Mapping[str, str] = os.environ) -> int:
+    """This process's global rank as its launcher numbered it (0 when it runs alone)."""
+    return int(launch_environment(environ).get("RANK", "0"))

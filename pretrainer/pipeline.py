@@ -56,7 +56,7 @@ from pretrainer.tokenization import (
     with_bpe_dropout,
 )
 from pretrainer.training.device import resolve_device, use_bf16
-from pretrainer.training.distributed import World, init_from_environment, main_process_first, shutdown
+from pretrainer.training.distributed import World, init_from_environment, main_process_first
 from pretrainer.training.loop import PretrainingModel, Runtime, TrainState, pretrain
 from pretrainer.training.parallel import gathered_state
 from pretrainer.training.signals import StopRequest, catch_stop_signals
@@ -72,16 +72,14 @@ def train(cfg: Config, run_dir: Path, halt_at_step: int | None = None) -> dict[s
 
     Under torchrun (or a multi-task SLURM step) every process calls this: they pretrain together
     (DDP or FSDP2, `trainer.parallel`); rank 0 alone logs, writes the run dir and fine-tunes, and
-    the other ranks return `{"rank": r}` once pretraining is done."""
+    the other ranks return `{"rank": r}` once pretraining is done. The process group stays for
+    the next run of a sweep (it cannot be joined twice on one port); the caller leaves it at exit."""
     clock = Stopwatch()
     world = init_from_environment()
     if not world.main:
         quiet_console()
-    try:
-        with hold_run_dir(run_dir) if world.main else contextlib.nullcontext(), catch_stop_signals() as stop:
-            return _train(cfg, run_dir, stop, halt_at_step, clock, world)
-    finally:
-        shutdown()
+    with hold_run_dir(run_dir) if world.main else contextlib.nullcontext(), catch_stop_signals() as stop:
+        return _train(cfg, run_dir, stop, halt_at_step, clock, world)
 
 
 def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | None,
@@ -157,8 +155,7 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
         pretrained_weights = {key.removeprefix("body."): value.detach().cpu().clone()
                               for key, value in gathered_state(model).items() if key.startswith("body.")}
         del model, body
-        shutdown()  # fine-tuning runs on rank 0 alone: no collective may wait on it
-        if not world.main:
+        if not world.main:  # fine-tuning runs on rank 0 alone, with no collective
             return {"rank": world.rank}
 
         context = FinetuneContext(device, bf16, special.pad, logger)

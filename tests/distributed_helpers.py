@@ -63,10 +63,14 @@ def train_rank(rank: int, world_size: int, port: int, run_dir: str, overrides: l
             return real_step(*args)
 
         loop._optimizer_step = signalling_step
+    from pretrainer.training.distributed import shutdown
+
     try:
         pipeline.train(compose_run(*overrides), Path(run_dir))
     except Interrupted as stop:
         sys.exit(stop.exit_code)
+    finally:
+        shutdown()
 
 
 def run_ranks(world_size: int, run_dir: Path, *overrides: str, signal_rank: int | None = None,

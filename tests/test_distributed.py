@@ -5,6 +5,7 @@ the same or another world size, from DDP and FSDP2 (sharded) checkpoints."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -114,9 +115,24 @@ def test_torchrun_ddp_matches_one_process_and_rank_0_alone_writes(tmp_path, cach
     assert_same_losses(run_dir, reference)
     assert (run_dir / "manifest.json").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
     assert not (run_dir / ".hydra" / "incoming").exists()
-    summary = __import__("json").loads((run_dir / "summary.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["pretrain"]["processes"] == 2
     assert summary["pretrain"]["tokens"] == 8 * 2 * 8 * 32
+
+
+def test_a_sweep_under_torchrun_runs_every_job_on_all_ranks(tmp_path, cache):
+    """The process group outlives a job (it cannot be joined twice on its port): the second
+    job trains in 2 processes too, and rank 0 alone writes the sweep summary."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "pretrainer.cli", "train", "-m", *DIST_RUN, f"cache_dir={cache}", "trainer.max_steps=2",
+               "trainer.lr=1e-3,2e-3"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = sorted((tmp_path / "multirun").glob("*/*/summary.json"))
+    assert [path.parent.name for path in summaries] == ["0", "1"]
+    assert all(json.loads(path.read_text())["pretrain"]["processes"] == 2 for path in summaries)
+    assert result.stdout.count("sweep summary (also in") == 1
 
 
 def test_fsdp_matches_one_process_and_writes_sharded_checkpoints(tmp_path, cache, reference):

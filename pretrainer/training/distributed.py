@@ -69,7 +69,7 @@ def current_world() -> World:
 
 
 def shutdown() -> None:
-    """Leave the process group (before fine-tuning on rank 0 alone, and at the end of a run)."""
+    """Leave the process group (at the end of the command: it cannot be joined again on its port)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
