@@ -204,6 +204,7 @@ class DataConfig:
     verify_cache: str = "auto"
     # synthetic: the embedded benchmark's corpus
     seed: int = 0
+    num_proc: int | None = None  # processes packing the corpus (null: one per core); the packed bytes are the same
     num_documents: int = 14_000
     # text_files: local .txt (one document per non-empty line) or .jsonl files
     paths: list[str] = field(default_factory=list)
@@ -215,6 +216,7 @@ class DataConfig:
     revision: str | None = None
 
     def __post_init__(self) -> None:
+    streaming: bool = False  # hub: read the dataset as a stream, not downloaded and converted to Arrow first
         check_choice("data.source", self.source, ("synthetic", "text_files", "hub"))
         check_choice("data.decode_errors", self.decode_errors, DECODE_ERRORS)
         check_choice("data.verify_cache", self.verify_cache, ("auto", "sizes", "full"))
@@ -222,6 +224,8 @@ class DataConfig:
             raise ConfigError(f"data.max_documents must be positive or null, got {self.max_documents}")
         check_range("data.eval_fraction", self.eval_fraction, 0.0, 0.5)
         if self.block_size < 8:
+        if self.num_proc is not None and self.num_proc < 1:
+            raise ConfigError(f"data.num_proc must be positive or null (one per core), got {self.num_proc}")
             raise ConfigError(f"data.block_size={self.block_size} is too small (minimum 8)")
         if self.source == "text_files" and not self.paths:
             raise ConfigError("data=text_files needs data.paths=[file1.txt,file2.jsonl,...]")

@@ -42,3 +42,12 @@ def text_corpus(tmp_path):
     documents = (" ".join(rng.choice(words) for _ in range(rng.randint(10, 40))) for _ in range(300))
     path.write_text("\n".join(documents) + "\n")
     return path
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """Hugging Face libraries offline, with their dataset cache under tmp_path: the hub path on local data."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    return tmp_path / "hf_cache"

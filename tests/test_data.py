@@ -45,11 +45,8 @@ def test_jsonl_missing_column_lists_the_fields(tmp_path):
         list(corpus.documents())
 
 
-def test_hub_source_loads_a_local_dataset_directory_offline(tmp_path, monkeypatch):
+def test_hub_source_loads_a_local_dataset_directory_offline(tmp_path, offline_hub):
     """The hub path runs `datasets.load_dataset` on a directory laid out like a hub repo."""
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
     repo = tmp_path / "my_corpus" / "data"
     repo.mkdir(parents=True)
     rows = [{"text": f"document number {i}", "title": f"t{i}"} for i in range(20)] + [{"text": "", "title": "empty"}]

@@ -8,6 +8,12 @@ next pack on its host. An entry that fails verification is set aside and rebuilt
 
 A document longer than `max_document_chars` is encoded piecewise (cut at whitespace, see
 `pretrainer.data.text.split_long_text`): the same ids as encoding it whole, in bounded memory.
+
+Packing streams the documents in batches (`ENCODE_BATCH_DOCUMENTS`): one `encode_batch` call, one
+conversion to arrays and one write per file for each batch, so the Python work per document is
+small next to the tokenizer's. With `data.num_proc` > 1 worker processes pack the batches and the
+parent writes them in document order: the entry's bytes are the same for every `num_proc`, which
+is why it is not part of the cache key. Memory holds a few batches, whatever the corpus size.
 """
 
 from __future__ import annotations
@@ -22,16 +28,21 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from contextlib import ExitStack
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
+from pretrainer.data.pack_workers import pool_packed, worker_count
 from pretrainer.data.text import split_long_text
 from pretrainer.hashing import file_sha256, publish_dir_atomic
 
-ENCODE_BATCH_DOCUMENTS = 1000
+ENCODE_BATCH_DOCUMENTS = 1000  # documents per batch: what one encode_batch call, worker task and write cover
+ENCODE_BATCH_CHARS = 1_000_000  # a batch ends before this many characters (long documents: bounded memory)
+AUTO_POOL_MIN_CHARS = 8_000_000  # num_proc=null packs this much in-process before it starts workers
 BLOCKS_FORMAT = "blocks-v3"  # the cache key's version and meta.json's format tag
 SPLITS = ("train", "eval")
 FULL_VERIFY_MAX_BYTES = 1 << 30  # verify_cache=auto hashes entries up to this size
@@ -173,14 +184,16 @@ def _pid_alive(pid: int) -> bool:
 
 
 def pack_to_cache(documents: Iterable[str], tokenizer: Tokenizer, eval_fraction: float, entry: Path,
-                   max_document_chars: int = 100_000) -> dict:
+                  max_document_chars: int = 100_000, num_proc: int | None = None) -> dict:
     """Pack into a staging directory and publish it as `entry`; returns its meta. The staging
-    directory is removed on any failure (a full disk, Ctrl-C), so a failure never keeps disk space."""
+    directory is removed on any failure (a full disk, Ctrl-C), so a failure never keeps disk space.
+    `num_proc` (data.num_proc) processes encode; the entry's bytes do not depend on it."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_leftovers(entry.parent)
     staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.staging-{_owner_tag()}-"))
     try:
-        meta = _write_streams(documents, tokenizer, eval_fraction, staging, max_document_chars)
+        packer = BatchPacker(tokenizer, eval_fraction, max_document_chars)
+        meta = _write_streams(packed_batches(documents, packer, num_proc), packer.dtype, staging)
         (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         publish_dir_atomic(staging, entry)
     except BaseException:
@@ -189,73 +202,119 @@ def pack_to_cache(documents: Iterable[str], tokenizer: Tokenizer, eval_fraction:
     return meta
 
 
-def _write_streams(documents: Iterable[str], tokenizer: Tokenizer, eval_fraction: float, staging: Path,
-                   max_document_chars: int) -> dict:
-    """The token and word-start files of both splits in `staging`; returns their meta (each
-    file's sha256 is computed as it is written, not read back)."""
-    dtype = token_dtype(tokenizer.get_vocab_size())
-    sep_id = tokenizer.token_to_id("[SEP]")
+def _write_streams(batches: Iterable[PackedBatch], dtype: np.dtype, staging: Path) -> dict:
+    """The token and word-start files of both splits in `staging`, one write per file and batch;
+    returns their meta (each file's sha256 is computed as it is written, not read back)."""
     counts = {"train": 0, "eval": 0, "documents": 0}
     names = [name for split in SPLITS for name in _file_names(split)]
     digests = {name: hashlib.sha256() for name in names}
-    files = {name: open(staging / name, "wb") for name in names}
-
-    def write(name: str, array: np.ndarray) -> None:
-        data = array.tobytes()
-        files[name].write(data)
-        digests[name].update(data)
-
-    try:
-        for start, batch in _batches(documents, ENCODE_BATCH_DOCUMENTS):
-            for offset, (ids, starts) in enumerate(encode_documents(tokenizer, batch, max_document_chars)):
-                split = "eval" if is_eval_document(start + offset, eval_fraction) else "train"
-                write(f"{split}.bin", np.asarray(ids + [sep_id], dtype=dtype))
-                write(f"{split}.words.bin", np.append(starts, np.uint8(1)))  # [SEP] is a word of its own
-                counts[split] += len(ids) + 1
-            counts["documents"] += len(batch)
-    finally:
-        for file in files.values():
-            file.close()
+    with ExitStack() as stack:
+        files = {name: stack.enter_context(open(staging / name, "wb")) for name in names}
+        for batch in batches:
+            for split in SPLITS:
+                for name, array in zip(_file_names(split), batch.streams[split], strict=True):
+                    data = memoryview(array)  # (n,) contiguous: written and hashed without a copy
+                    files[name].write(data)
+                    digests[name].update(data)
+                counts[split] += len(batch.streams[split][0])
+            counts["documents"] += batch.documents
     return {"format": BLOCKS_FORMAT, "dtype": dtype.name, "train_tokens": counts["train"],
             "eval_tokens": counts["eval"], "documents": counts["documents"],
             "files": {name: {"bytes": (staging / name).stat().st_size, "sha256": digests[name].hexdigest()}
                       for name in names}}
 
 
-def encode_documents(tokenizer: Tokenizer, documents: list[str],
-                     max_document_chars: int) -> list[tuple[list[int], np.ndarray]]:
-    """(ids, word starts) of each document, no special tokens; word starts are (len(ids),) uint8.
+# Encoding a batch of documents ----------------------------------------------------------------
+
+
+@dataclass
+class PackedBatch:
+    """One batch of documents as it goes into the entry: per split, (token ids, word starts), each
+    (n,) with a [SEP] after every document."""
+
+    streams: dict[str, tuple[np.ndarray, np.ndarray]]
+    documents: int
+
+
+@dataclass
+class EncodedDocuments:
+    """Documents encoded, as flat streams in document order, no [SEP]: `ids` (N,) in the entry's
+    token dtype, `word_starts` (N,) uint8, `lengths` (D,) tokens of each document."""
+
+    ids: np.ndarray
+    word_starts: np.ndarray
+    lengths: np.ndarray
+
+    def __iter__(self) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Each document's (ids, word starts)."""
+        ends = np.cumsum(self.lengths)
+        for start, end in zip((ends - self.lengths).tolist(), ends.tolist(), strict=True):
+            yield self.ids[start:end].tolist(), self.word_starts[start:end]
+
+
+@dataclass
+class BatchPacker:
+    """Turns a batch of documents into a `PackedBatch`; pickled into each worker process."""
+
+    tokenizer: Tokenizer
+    eval_fraction: float
+    max_document_chars: int
+
+    @property
+    def dtype(self) -> np.dtype:
+        return token_dtype(self.tokenizer.get_vocab_size())
+
+    def pack(self, first_index: int, documents: list[str]) -> PackedBatch:
+        """`documents`, the first being document `first_index` of the corpus, each followed by
+        [SEP] and put in the split `is_eval_document` gives it."""
+        encoded = encode_documents(self.tokenizer, documents, self.max_document_chars)
+        ends = np.cumsum(encoded.lengths)
+        ids = np.insert(encoded.ids, ends, self.tokenizer.token_to_id("[SEP]"))
+        starts = np.insert(encoded.word_starts, ends, 1)  # [SEP] is a word of its own
+        is_eval = np.array([is_eval_document(first_index + i, self.eval_fraction) for i in range(len(documents))],
+                           dtype=bool)
+        in_eval = np.repeat(is_eval, encoded.lengths + 1)  # (N + D,) the split of each token, [SEP]s included
+        return PackedBatch({"train": (ids[~in_eval], starts[~in_eval]), "eval": (ids[in_eval], starts[in_eval])},
+                           len(documents))
+
+
+def encode_documents(tokenizer: Tokenizer, documents: list[str], max_document_chars: int) -> EncodedDocuments:
+    """The documents' ids and word starts, no special tokens, from one `encode_batch` call.
 
     A document longer than `max_document_chars` is encoded as its pieces (`split_long_text`),
     concatenated; a piece cut at whitespace begins a word, so with cuts at spaces the ids and
     word starts are those of the whole document (tests/faults/test_bad_data.py).
     """
-    pieces, owners = [], []
-    for index, document in enumerate(documents):
-        for piece in split_long_text(document, max_document_chars):
-            pieces.append(piece)
-            owners.append(index)
-    encoded: list[tuple[list[int], list[np.ndarray]]] = [([], []) for _ in documents]
-    for owner, encoding in zip(owners, tokenizer.encode_batch(pieces, add_special_tokens=False), strict=True):
-        encoded[owner][0].extend(encoding.ids)
-        encoded[owner][1].append(_word_starts(encoding.word_ids))
-    return [(ids, np.concatenate(starts)) for ids, starts in encoded]
+    pieces, owners = _pieces(documents, max_document_chars)
+    encodings = tokenizer.encode_batch(pieces, add_special_tokens=False)
+    piece_lengths = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
+    dtype = token_dtype(tokenizer.get_vocab_size())
+    # One conversion per batch, not one per document: the per-call overhead is what made packing slow.
+    ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=dtype, count=int(piece_lengths.sum()))
+    starts = _word_starts(list(chain.from_iterable(e.word_ids for e in encodings)))
+    starts[(np.cumsum(piece_lengths) - piece_lengths)[piece_lengths > 0]] = 1  # each piece begins a word
+    lengths = piece_lengths
+    if owners is not None:  # a document's tokens are those of its pieces
+        lengths = np.bincount(owners, weights=piece_lengths, minlength=len(documents)).astype(np.int64)
+    return EncodedDocuments(ids, starts, lengths)
+
+
+def _pieces(documents: list[str], max_document_chars: int) -> tuple[list[str], np.ndarray | None]:
+    """The texts to encode and, when some document was cut, the document each piece belongs to."""
+    if all(len(document) <= max_document_chars for document in documents):
+        return documents, None
+    split = [split_long_text(document, max_document_chars) for document in documents]
+    owners = np.repeat(np.arange(len(documents)), [len(pieces) for pieces in split])
+    return [piece for pieces in split for piece in pieces], owners
 
 
 def _word_starts(word_ids: list[int | None]) -> np.ndarray:
-    """(n,) uint8: 1 where a token begins a new pre-tokenized word (the first token always does)."""
-    words = np.array([-1 if w is None else w for w in word_ids], dtype=np.int64)
+    """(n,) uint8: 1 where a token begins a new pre-tokenized word. The first token always does, and
+    so does a token of no word (an added token): as floats, None is NaN, unequal to everything."""
+    words = np.array(word_ids, dtype=np.float64)
     starts = np.ones(len(words), dtype=np.uint8)
-    starts[1:] = (words[1:] != words[:-1]) | (words[1:] == -1)
+    starts[1:] = words[1:] != words[:-1]
     return starts
-
-
-def _batches(documents: Iterable[str], size: int) -> Iterator[tuple[int, list[str]]]:
-    iterator = iter(documents)
-    start = 0
-    while batch := list(islice(iterator, size)):
-        yield start, batch
-        start += len(batch)
 
 
 def is_eval_document(index: int, eval_fraction: float) -> bool:
@@ -263,3 +322,36 @@ def is_eval_document(index: int, eval_fraction: float) -> bool:
     return math.floor((index + 1) * eval_fraction) > math.floor(index * eval_fraction)
 
 
+# Batches, in this process or in worker processes ------------------------------------------------
+
+
+def packed_batches(documents: Iterable[str], packer: BatchPacker, num_proc: int | None) -> Iterator[PackedBatch]:
+    """The corpus packed batch by batch, in document order, by `num_proc` processes (None: one per
+    core). Auto packs the first `AUTO_POOL_MIN_CHARS` here: a corpus that small is done before
+    workers would have started. The output is the same whichever process packs a batch."""
+    workers = worker_count(num_proc)
+    batches = document_batches(documents)
+    in_process_chars = math.inf if workers == 1 else AUTO_POOL_MIN_CHARS if num_proc is None else 0
+    packed_chars = 0
+    while packed_chars < in_process_chars:
+        batch = next(batches, None)
+        if batch is None:
+            return
+        yield packer.pack(*batch)
+        packed_chars += sum(map(len, batch[1]))
+    yield from pool_packed(batches, packer, workers)
+
+
+def document_batches(documents: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """(index of the first document, documents): at most `ENCODE_BATCH_DOCUMENTS` documents and, unless
+    one document is longer, `ENCODE_BATCH_CHARS` characters, so a batch of long documents stays small."""
+    batch: list[str] = []
+    start = chars = 0
+    for document in documents:
+        if batch and (len(batch) == ENCODE_BATCH_DOCUMENTS or chars + len(document) > ENCODE_BATCH_CHARS):
+            yield start, batch
+            start, batch, chars = start + len(batch), [], 0
+        batch.append(document)
+        chars += len(document)
+    if batch:
+        yield start, batch

@@ -96,20 +96,29 @@ def _jsonl_text(line: str, text_column: str, path: Path, line_number: int) -> st
 
 
 def _hub(cfg: DataConfig) -> Corpus:
-    """`datasets.load_dataset`: a hub name, or a local directory of the same files offline."""
+    """`datasets.load_dataset`: a hub name, or a local directory of the same files offline. With
+    `data.streaming` the files are read as a stream, never downloaded or converted first."""
     import datasets
 
-    dataset = datasets.load_dataset(cfg.name, cfg.config, split=cfg.split, revision=cfg.revision)
-    if cfg.text_column not in dataset.column_names:
+    if cfg.streaming:  # what load_dataset(..., streaming=True) does, keeping the builder for its hash
+        builder = datasets.load_dataset_builder(cfg.name, cfg.config, revision=cfg.revision)
+        dataset = builder.as_streaming_dataset(split=cfg.split)
+        # The builder's hash covers its data files (the repo's commit on the hub, each local file's
+        # mtime), as datasets' own cache does: nothing is read to compute it.
+        key = fingerprint("hub-streaming", builder.hash, builder.config_id, cfg.split, cfg.text_column)
+    else:
+        dataset = datasets.load_dataset(cfg.name, cfg.config, split=cfg.split, revision=cfg.revision)
+        # datasets hashes the files and processing that produced this table.
+        key = fingerprint("hub", dataset._fingerprint, cfg.text_column)
+    columns = dataset.column_names or list(next(iter(dataset), {}))  # a stream may know them only from a row
+    if cfg.text_column not in columns:
         raise ConfigError(
-            f"data.text_column={cfg.text_column!r} is not a column of {cfg.name}; "
-            f"columns: {', '.join(dataset.column_names)}"
+            f"data.text_column={cfg.text_column!r} is not a column of {cfg.name}; columns: {', '.join(columns)}"
         )
-    # datasets hashes the files and processing that produced this table.
-    key = fingerprint("hub", dataset._fingerprint, cfg.text_column)
 
     def iterate() -> Iterator[str]:
-        # Arrow batches are memory-mapped: a corpus larger than RAM streams through here.
+        # Arrow batches are memory-mapped, or (streaming) read batch by batch: a corpus larger than
+        # RAM, or than the disk, streams through here.
         for batch in dataset.select_columns([cfg.text_column]).iter(batch_size=1000):
             yield from (text for text in batch[cfg.text_column] if text)
 
