@@ -150,11 +150,12 @@ class ObjectiveConfig:
     name: str = "mlm"  # see OBJECTIVE_ARCHS and the README's table
     mask_prob: float = 0.15  # share of (non-special) tokens selected / corrupted
     mask_token_prob: float = 0.8  # of the selected: replaced by [MASK] (mlm, wwm, span_mlm, nsp/sop, electra)
-    random_token_prob: float = 0.1  # of the selected: replaced by a random token; rest unchanged
+    random_token_prob: float = 0.1  # of the selected: replaced by a random token; rest unchanged (bart: of the spans)
     span_geometric_p: float = 0.2  # span_mlm: span length in words ~ Geometric(p) ...
     max_span_length: int = 10  # span_mlm: ... clipped (truncated) at this many words
     mean_span_length: float = 3.0  # t5_span: mean noise span length; bart: Poisson lambda of span lengths
     permute_sentences: bool = True  # bart: shuffle the sentences of each document in the input
+    whole_word_spans: bool = True  # bart: span lengths count whole words (fairseq's whole-word mask); false: tokens
     generator_fraction: float = 0.25  # electra: generator width / discriminator width
     discriminator_weight: float = 50.0  # electra: lambda in generator MLM + lambda * discriminator loss
     # Packed blocks hold several documents: attend only within a token's own document (true),
@@ -167,7 +168,7 @@ class ObjectiveConfig:
         check_range("objective.mask_prob", self.mask_prob, 0.0, 1.0)
         check_range("objective.mask_token_prob", self.mask_token_prob, 0.0, 1.0)
         check_range("objective.random_token_prob", self.random_token_prob, 0.0, 1.0)
-        if self.mask_token_prob + self.random_token_prob > 1.0 + 1e-9:
+        if self.name != "bart" and self.mask_token_prob + self.random_token_prob > 1.0 + 1e-9:  # bart: no "keep"
             raise ConfigError("objective.mask_token_prob + objective.random_token_prob must be <= 1")
         check_range("objective.span_geometric_p", self.span_geometric_p, 1e-3, 1.0)
         check_range("objective.mean_span_length", self.mean_span_length, 1.0, 100.0)

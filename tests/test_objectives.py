@@ -153,9 +153,9 @@ def test_span_mlm_masks_whole_word_spans_with_one_decision_per_span():
         sel, inputs = batch["selected"].numpy(), batch["input_ids"].numpy()
         is_special = assert_whole_words_and_no_special(sel, blocks.ids, starts)
         for row in range(len(sel)):
-            # Spans never touch, so each run of selected tokens (between unselected
-            # non-special tokens) is one span and carries one decision.
-            for run in _selected_runs(sel[row], is_special[row]):
+            # Spans never touch nor hold a special token, so each run of selected tokens is
+            # one span and carries one decision.
+            for run in _selected_runs(sel[row]):
                 kinds = {_kind(inputs[row, i], blocks.ids[row, i]) for i in run}
                 assert len(kinds) == 1, f"mixed decisions in one span: {kinds}"
                 decisions[kinds.pop()] += 1
@@ -168,12 +168,12 @@ def test_span_mlm_masks_whole_word_spans_with_one_decision_per_span():
     assert decisions["random"] / spans == pytest.approx(0.1, abs=0.025)
 
 
-def _selected_runs(selected: np.ndarray, is_special: np.ndarray) -> list[list[int]]:
+def _selected_runs(selected: np.ndarray) -> list[list[int]]:
     runs, current = [], []
-    for i, (sel, special) in enumerate(zip(selected, is_special, strict=True)):
+    for i, sel in enumerate(selected):
         if sel:
             current.append(i)
-        elif not special and current:
+        elif current:
             runs.append(current)
             current = []
     return runs + ([current] if current else [])

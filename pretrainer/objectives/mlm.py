@@ -2,10 +2,10 @@
 span (SpanBERT) masking.
 
 The variants differ only in *which* tokens are selected: each non-special token
-(`mlm`), each whole word (`wwm`), or spans of whole words with geometric lengths
-(`span_mlm`). Of the selected, `mask_token_prob` become `[MASK]`, `random_token_prob`
-a random non-special token, the rest stay unchanged (per token; per span for
-`span_mlm`). The loss covers the selected positions only, and the output projection is
+(`mlm`), each whole word (`wwm`), or spans of whole words with geometric lengths, each
+inside one document (`span_mlm`). Of the selected, `mask_token_prob` become `[MASK]`,
+`random_token_prob` a random non-special token, the rest stay unchanged (per token; per
+span for `span_mlm`). The loss covers the selected positions only, and the output projection is
 computed only there: in a small model the (N, V) projection dominates the cost, and 85%
 of it would be thrown away. The positions are listed at collation (`prediction_slots`),
 so the forward pass has no data-dependent shape or host sync; a micro-batch selects at most
@@ -81,13 +81,16 @@ class WholeWordMLM(MaskedLM):
 
 
 class SpanMLM(MaskedLM):
-    """`span_mlm` (SpanBERT): spans of whole words, length ~ Geometric(0.2) clipped at 10
-    words, 15% of tokens; one 80/10/10 decision per span."""
+    """`span_mlm` (SpanBERT): spans of whole words inside one document, length ~
+    Geometric(0.2) clipped at 10 words, 15% of tokens; one 80/10/10 decision per span."""
 
     def select(self, blocks, input_ids, generator):
         is_candidate = (~self.is_special[input_ids]).numpy()
         selected, span_ids = select_word_spans(blocks.word_starts, is_candidate, self.cfg, numpy_rng(generator))
         span_ids = torch.as_tensor(span_ids)
-        per_span = torch.rand(input_ids.shape, generator=generator)  # one draw per span id (< T spans per row)
+        # SpanBERT's `span_masking` with `--replacement-method span` (its released pretraining
+        # command) draws one `rand` per span: the whole span becomes [MASK], or random tokens
+        # (one drawn per position, as `random_ids` here), or stays. One draw per span id (< T per row).
+        per_span = torch.rand(input_ids.shape, generator=generator)
         decision = per_span.gather(1, span_ids.clamp(min=0))
         return torch.as_tensor(selected), decision
