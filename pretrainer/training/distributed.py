@@ -21,8 +21,9 @@ import torch.distributed as dist
 from pretrainer.launch import launch_environment
 
 # How long a rank waits for the others at a collective. Rank 0 trains the tokenizer and packs the
-# corpus while the others wait at a barrier, which can take long on a real corpus.
-COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
+# corpus while the others wait at a barrier, and fine-tunes alone while they wait at the last one
+# (see `shutdown`): both can take hours on a real corpus and GLUE. A real hang is found this late.
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=12)
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,12 @@ def current_world() -> World:
 
 
 def shutdown() -> None:
-    """Leave the process group (at the end of the command: it cannot be joined again on its port)."""
+    """Leave the process group (at the end of the command: it cannot be joined again on its port),
+    all ranks together: a rank that tears down while a peer still holds its connection can abort
+    the process (gloo: "terminate called without an active exception"). So the ranks that finished
+    pretraining wait here for rank 0's fine-tuning."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
