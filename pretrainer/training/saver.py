@@ -52,7 +52,7 @@ class Saver:
             return path
         if is_sharded(self.model):
             weights = save_shards(self.model, self.optimizer, path)  # all ranks
-        else:
+        elif self.world.main:  # DDP: every rank holds the same weights
             weights = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.world.main:
             save_checkpoint(self.directory, state.step, {
