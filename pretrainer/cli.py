@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import errno
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -175,7 +176,7 @@ def agreed_run_dir(args: list[str]) -> list[str]:
     from pretrainer.training.distributed import broadcast_text, init_from_environment
 
     init_from_environment()
-    return [*args, f"hydra.run.dir=runs/{broadcast_text(time.strftime('%Y-%m-%d/%H-%M-%S'))}"]
+    return [f"hydra.run.dir=runs/{broadcast_text(time.strftime('%Y-%m-%d/%H-%M-%S'))}", *args]
 
 
 @contextmanager
@@ -254,11 +255,29 @@ def sweep_size(args: list[str]) -> int:
     """Jobs a `-m` command line expands to: the product of each sweep override's choices."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    overrides = OverridesParser.create().parse_overrides(override_args(args))
     return math.prod(len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1 for o in overrides)
 
 
 # Overrides that do not change what a sweep computes: adding them on a re-run keeps its directory.
+# Hydra's command-line options that take a value (`--cfg job`): the value is not an override.
+HYDRA_VALUE_OPTIONS = frozenset({"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp",
+                                 "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"})
+
+
+def override_args(args: list[str]) -> list[str]:
+    """The overrides of a command line: neither Hydra's options nor the values they take."""
+    overrides, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = arg in HYDRA_VALUE_OPTIONS
+        else:
+            overrides.append(arg)
+    return overrides
+
+
 SWEEP_NEUTRAL_KEYS = ("resume", "resume_allow_changes")
 
 
@@ -266,19 +285,45 @@ def stable_sweep_dir(name: str, args: list[str]) -> str:
     """`multirun/<command>-<hash of the overrides>`: the same sweep command lands in the same
     directory, so a re-run finds (and skips) the jobs that already completed, and resumes
     the one that was interrupted."""
-    key = " ".join(sorted(a for a in args if not a.startswith("-") and a.split("=")[0] not in SWEEP_NEUTRAL_KEYS))
+    key = " ".join(sorted(a for a in override_args(args) if a.split("=")[0] not in SWEEP_NEUTRAL_KEYS))
     return f"hydra.sweep.dir=multirun/{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 def run_hydra(name: str, args: list[str]) -> None:
-    if any(a in ("-m", "--multirun") for a in args):
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    if multirun and any(a in ("--cfg", "-c") for a in args):
+        print_sweep_configs(name, args)
+        return
+    # Added overrides go first: after an option such as `--cfg job` argparse takes no more positionals.
+    if multirun:
         SWEEP_SIZE[:] = [sweep_size(args)]
         if not any(a.startswith("hydra.sweep.dir=") for a in args):
-            args = [*args, stable_sweep_dir(name, args)]
+            args = [stable_sweep_dir(name, args), *args]
     elif name == "train":
         args = agreed_run_dir(args)
     sys.argv = [f"pretrainer {name}", *args]
     command = COMMANDS[name]
+def sweep_jobs(args: list[str]) -> list[list[str]]:
+    """The override lists of the jobs a `-m` command line expands to, in Hydra's order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    choices = []
+    for override in OverridesParser.create().parse_overrides(override_args(args)):
+        if override.is_sweep_override():
+            choices.append([f"{override.get_key_element()}={value}" for value in override.sweep_string_iterator()])
+        else:
+            choices.append([override.input_line])
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def print_sweep_configs(name: str, args: list[str]) -> None:
+    """`-m ... --cfg job`: Hydra prints one config and refuses a sweep; print every job's instead."""
+    options = [a for a in args if a not in ("-m", "--multirun") and a not in override_args(args)]
+    for number, job in enumerate(sweep_jobs(args), start=1):
+        print(f"# job {number}: {' '.join(job)}", flush=True)
+        run_hydra(name, [*job, *options])
+
+
     job = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
         lambda cfg: run_job(command, cfg))
     job()

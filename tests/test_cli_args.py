@@ -1,0 +1,26 @@
+"""Command lines the CLI reads before Hydra: options with values, sweeps with `--cfg`."""
+
+from __future__ import annotations
+
+from pretrainer.cli import override_args, sweep_jobs
+from tests.faults.conftest import invoke_cli
+
+
+def test_option_values_are_not_overrides():
+    args = ["-m", "seed=0,1", "--cfg", "job", "--package", "trainer", "objective=mlm", "--resolve"]
+    assert override_args(args) == ["seed=0,1", "objective=mlm"]
+
+
+def test_sweep_jobs_expand_in_hydras_order():
+    assert sweep_jobs(["seed=0,1", "objective=mlm,clm", "arch=decoder"]) == [
+        ["seed=0", "objective=mlm", "arch=decoder"], ["seed=0", "objective=clm", "arch=decoder"],
+        ["seed=1", "objective=mlm", "arch=decoder"], ["seed=1", "objective=clm", "arch=decoder"]]
+
+
+def test_a_sweep_with_cfg_job_prints_every_jobs_config(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert invoke_cli("train", "-m", "seed=0,1", "trainer.lr=0.01", "--cfg", "job") == 0
+    out = capsys.readouterr().out
+    assert "# job 1: seed=0 trainer.lr=0.01" in out and "# job 2: seed=1 trainer.lr=0.01" in out
+    assert out.count("lr: 0.01") == 2 and "\nseed: 1\n" in out
+    assert not (tmp_path / "multirun").exists()  # printing runs nothing
