@@ -87,7 +87,7 @@ def _intervener(m: SentenceMaker, topic: int, plural: bool, head) -> tuple[list[
     return ["that", "the", _noun(m, topic, True, head)[plural], verb[2]], 2
 
 
-def _predicate(m: SentenceMaker, topic: int, plural: bool) -> list[str]:
+def predicate(m: SentenceMaker, topic: int, plural: bool) -> list[str]:
     """Present-tense (or was/were) predicate whose first word agrees."""
     r = m.random()
     if r < 0.4:
@@ -115,7 +115,7 @@ def make_item(m: SentenceMaker, acceptable: bool) -> AgreementItem:
     attractor_index = len(words) + offset
     words += intervener
     verb_index = len(words)
-    words += _predicate(m, topic, plural)
+    words += predicate(m, topic, plural)
     return AgreementItem(tuple(words), head_index, attractor_index, verb_index,
                          plural, acceptable)
 

@@ -87,6 +87,10 @@ def _nouns(words) -> Pool:
     return Pool.of((w, lx.plural(w)) for w in words)
 
 
+def _verbs(words) -> Pool:
+    return Pool.of(lx.verb_forms(v) for v in words)
+
+
 def _vocabulary(agents, things, verbs, adjectives) -> Vocabulary:
     return Vocabulary(_nouns(agents), _nouns(things),
                       Pool.of(lx.verb_forms(v) for v in verbs), Pool.of(adjectives))
@@ -102,6 +106,12 @@ class Tables:
     ness_nouns: Pool
     intensifiers: Pool
     word_topic: dict[str, int]            # every inflected topic word -> topic
+    # polarity beyond the opinion words, (negative, positive) like the above
+    polar_adverbs: tuple[Pool, Pool]
+    reactions: tuple[Pool, Pool]          # intransitive verbs
+    responses: tuple[Pool, Pool]          # transitive verbs
+    polar_nouns: tuple[Pool, Pool]        # (singular, plural) pairs
+    intransitives: Pool                   # neutral verbs that never take an object
 
 
 @lru_cache(maxsize=1)
@@ -118,12 +128,16 @@ def tables() -> Tables:
         general=_vocabulary(lx.GENERAL_AGENTS, lx.GENERAL_THINGS, lx.GENERAL_VERBS,
                             lx.GENERAL_ADJECTIVES),
         polar_adjectives=(Pool.of(lx.NEGATIVE_ADJECTIVES), Pool.of(lx.POSITIVE_ADJECTIVES)),
-        polar_verbs=(Pool.of(lx.verb_forms(v) for v in lx.NEGATIVE_VERBS),
-                     Pool.of(lx.verb_forms(v) for v in lx.POSITIVE_VERBS)),
+        polar_verbs=(_verbs(lx.NEGATIVE_VERBS), _verbs(lx.POSITIVE_VERBS)),
         adverbs=Pool.of(lx.ADVERBS),
         ness_nouns=Pool.of(lx.NESS_NOUNS),
         intensifiers=Pool.of(lx.INTENSIFIERS),
         word_topic=word_topic,
+        polar_adverbs=(Pool.of(lx.NEGATIVE_ADVERBS), Pool.of(lx.POSITIVE_ADVERBS)),
+        reactions=(_verbs(lx.NEGATIVE_REACTIONS), _verbs(lx.POSITIVE_REACTIONS)),
+        responses=(_verbs(lx.NEGATIVE_RESPONSES), _verbs(lx.POSITIVE_RESPONSES)),
+        polar_nouns=(_nouns(lx.NEGATIVE_NOUNS), _nouns(lx.POSITIVE_NOUNS)),
+        intransitives=_verbs(lx.INTRANSITIVE_VERBS),
     )
 
 

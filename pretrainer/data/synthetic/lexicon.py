@@ -208,6 +208,22 @@ NEGATIVE_ADJECTIVES = (
 POSITIVE_VERBS = "love enjoy admire adore praise cherish appreciate applaud celebrate treasure".split()
 NEGATIVE_VERBS = "hate dread despise loathe detest resent dislike scorn deplore criticize".split()
 
+# Polarity beyond the opinion words: how people react to what the document
+# praises or pans.  The corpus uses these in most sentences of a document, so
+# its polarity shapes many tokens (and their continuations), not just the few
+# opinion words the sentiment task asks about.  The tasks never use them.
+POSITIVE_ADVERBS = "gladly happily cheerfully proudly warmly gratefully joyfully fondly".split()
+NEGATIVE_ADVERBS = "sadly reluctantly angrily grimly bitterly wearily gloomily nervously".split()
+# intransitive reactions ("the guests smiled") and transitive responses
+# ("the critics recommended the soup")
+POSITIVE_REACTIONS = "smile laugh cheer clap relax grin rejoice beam".split()
+NEGATIVE_REACTIONS = "frown sigh groan complain grumble scowl sulk shudder".split()
+POSITIVE_RESPONSES = "recommend thank reward trust revisit welcome".split()
+NEGATIVE_RESPONSES = "avoid blame ignore abandon distrust mock".split()
+# predicate nominals: "the concert was a triumph" / "was not a disaster"
+POSITIVE_NOUNS = "success triumph delight winner pleasure joy gem blessing".split()
+NEGATIVE_NOUNS = "failure disaster mess nightmare letdown disgrace flop fiasco".split()
+
 # Polarity adjectives that also form dimensions, for entailment antonyms
 # (happy/unhappy is the derivational kind, wonderful/awful the lexical kind).
 POLAR_DIMENSIONS = (
@@ -219,6 +235,17 @@ POLAR_DIMENSIONS = (
 DIMENSIONS = NEUTRAL_DIMENSIONS + POLAR_DIMENSIONS
 
 NEGATION_WORDS = frozenset({"not", "never"})
+
+# --- argument structure and polarity items -------------------------------------
+
+# Verbs that never take an object (every topic and general verb always has one).
+INTRANSITIVE_VERBS = "arrive wait rest stay walk talk pause wander linger hesitate".split()
+# Singular quantifier subjects: "nobody" licenses the polarity items ANY / EVER
+# ("nobody ever fixed any printer"); "everyone" and "someone" do not.
+LICENSING_SUBJECTS = ("nobody",)
+PLAIN_QUANTIFIER_SUBJECTS = ("everyone", "someone")
+# Negative polarity items: in the corpus only under "not", "never" or "nobody".
+NPI_DETERMINER, NPI_ADVERB = "any", "ever"
 
 # --- proper names: the long tail of rare words --------------------------------
 
