@@ -32,7 +32,7 @@ from pretrainer.config_tree import reject_unknown_fields
 from pretrainer.errors import Interrupted, RunDirError, UserError
 from pretrainer.launch import launch_rank, launched_distributed
 from pretrainer.provenance import completed_with
-from pretrainer.sweep_summary import plan_table, sweep_table, tokenizer_table, write_sweep_summary
+from pretrainer.sweep_summary import plan_table, sweep_table, tokenizer_table, write_sweep_summary, zero_shot_table
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 ConfigStore.instance().store(name="schema", node=Config)
@@ -44,6 +44,8 @@ commands:
   tokenizer  train (or load) the configured tokenizer and print diagnostics on held-out text
   plan       parameters, FLOPs, tokens, activation memory and expected wall time, without training
   finetune   fine-tune an existing checkpoint: pretrainer finetune init=<run dir, checkpoint or HF dir> [finetune=...]
+  evaluate   zero-shot minimal pairs on any model: pretrainer evaluate init=<run dir, checkpoint or HF dir>
+             [zero_shot.blimp_files=[blimp/]] [zero_shot.suite=synthetic]
   export     write a run as a Hugging Face transformers model: pretrainer export RUN_DIR [--out DIR]
   reproduce  re-run a run from its manifest into a new dir and compare: pretrainer reproduce RUN_DIR
   report     tables (Markdown, CSV), bootstrap CIs and plots over runs: pretrainer report DIR... [--baseline ROW]
@@ -101,6 +103,12 @@ def _finetune(cfg: Config, run_dir: Path) -> dict:
     return finetune_checkpoint(cfg, run_dir)
 
 
+def _evaluate(cfg: Config, run_dir: Path) -> dict:
+    from pretrainer.evaluation.run import evaluate_init
+
+    return evaluate_init(cfg, run_dir)
+
+
 def _plan(cfg: Config, run_dir: Path) -> dict:
     from pretrainer.plan import plan_experiment
 
@@ -112,6 +120,7 @@ COMMANDS: dict[str, Command] = {
     "tokenizer": Command(_inspect_tokenizer, tokenizer_table),
     "plan": Command(_plan, plan_table),
     "finetune": Command(_finetune, sweep_table),
+    "evaluate": Command(_evaluate, zero_shot_table),
 }
 
 
@@ -251,15 +260,6 @@ def _as_sweep_job(cfg: Config, hydra_cfg) -> Config:
     return cfg
 
 
-def sweep_size(args: list[str]) -> int:
-    """Jobs a `-m` command line expands to: the product of each sweep override's choices."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = OverridesParser.create().parse_overrides(override_args(args))
-    return math.prod(len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1 for o in overrides)
-
-
-# Overrides that do not change what a sweep computes: adding them on a re-run keeps its directory.
 # Hydra's command-line options that take a value (`--cfg job`): the value is not an override.
 HYDRA_VALUE_OPTIONS = frozenset({"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp",
                                  "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"})
@@ -278,6 +278,15 @@ def override_args(args: list[str]) -> list[str]:
     return overrides
 
 
+def sweep_size(args: list[str]) -> int:
+    """Jobs a `-m` command line expands to: the product of each sweep override's choices."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(override_args(args))
+    return math.prod(len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1 for o in overrides)
+
+
+# Overrides that do not change what a sweep computes: adding them on a re-run keeps its directory.
 SWEEP_NEUTRAL_KEYS = ("resume", "resume_allow_changes")
 
 
@@ -289,20 +298,6 @@ def stable_sweep_dir(name: str, args: list[str]) -> str:
     return f"hydra.sweep.dir=multirun/{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def run_hydra(name: str, args: list[str]) -> None:
-    multirun = any(a in ("-m", "--multirun") for a in args)
-    if multirun and any(a in ("--cfg", "-c") for a in args):
-        print_sweep_configs(name, args)
-        return
-    # Added overrides go first: after an option such as `--cfg job` argparse takes no more positionals.
-    if multirun:
-        SWEEP_SIZE[:] = [sweep_size(args)]
-        if not any(a.startswith("hydra.sweep.dir=") for a in args):
-            args = [stable_sweep_dir(name, args), *args]
-    elif name == "train":
-        args = agreed_run_dir(args)
-    sys.argv = [f"pretrainer {name}", *args]
-    command = COMMANDS[name]
 def sweep_jobs(args: list[str]) -> list[list[str]]:
     """The override lists of the jobs a `-m` command line expands to, in Hydra's order."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -324,6 +319,20 @@ def print_sweep_configs(name: str, args: list[str]) -> None:
         run_hydra(name, [*job, *options])
 
 
+def run_hydra(name: str, args: list[str]) -> None:
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    if multirun and any(a in ("--cfg", "-c") for a in args):
+        print_sweep_configs(name, args)
+        return
+    # Added overrides go first: after an option such as `--cfg job` argparse takes no more positionals.
+    if multirun:
+        SWEEP_SIZE[:] = [sweep_size(args)]
+        if not any(a.startswith("hydra.sweep.dir=") for a in args):
+            args = [stable_sweep_dir(name, args), *args]
+    elif name == "train":
+        args = agreed_run_dir(args)
+    sys.argv = [f"pretrainer {name}", *args]
+    command = COMMANDS[name]
     job = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
         lambda cfg: run_job(command, cfg))
     job()

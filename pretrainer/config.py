@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 
+from pretrainer.config_evaluation import PlanConfig, ZeroShotConfig
 from pretrainer.config_tree import field_paths
 from pretrainer.errors import ConfigError  # defined with the other user errors; imported from here too
 
@@ -203,9 +204,9 @@ class DataConfig:
     # full (also the sha256 of every file) | auto (full for entries up to 1 GiB, sizes above).
     # An entry that fails is rebuilt, never used.
     verify_cache: str = "auto"
+    num_proc: int | None = None  # processes packing the corpus (null: one per core); the packed bytes are the same
     # synthetic: the embedded benchmark's corpus
     seed: int = 0
-    num_proc: int | None = None  # processes packing the corpus (null: one per core); the packed bytes are the same
     num_documents: int = 14_000
     # text_files: local .txt (one document per non-empty line) or .jsonl files
     paths: list[str] = field(default_factory=list)
@@ -215,18 +216,18 @@ class DataConfig:
     split: str = "train"
     text_column: str = "text"
     revision: str | None = None
+    streaming: bool = False  # hub: read the dataset as a stream, not downloaded and converted to Arrow first
 
     def __post_init__(self) -> None:
-    streaming: bool = False  # hub: read the dataset as a stream, not downloaded and converted to Arrow first
         check_choice("data.source", self.source, ("synthetic", "text_files", "hub"))
         check_choice("data.decode_errors", self.decode_errors, DECODE_ERRORS)
         check_choice("data.verify_cache", self.verify_cache, ("auto", "sizes", "full"))
         if self.max_documents is not None and self.max_documents < 1:
             raise ConfigError(f"data.max_documents must be positive or null, got {self.max_documents}")
-        check_range("data.eval_fraction", self.eval_fraction, 0.0, 0.5)
-        if self.block_size < 8:
         if self.num_proc is not None and self.num_proc < 1:
             raise ConfigError(f"data.num_proc must be positive or null (one per core), got {self.num_proc}")
+        check_range("data.eval_fraction", self.eval_fraction, 0.0, 0.5)
+        if self.block_size < 8:
             raise ConfigError(f"data.block_size={self.block_size} is too small (minimum 8)")
         if self.source == "text_files" and not self.paths:
             raise ConfigError("data=text_files needs data.paths=[file1.txt,file2.jsonl,...]")
@@ -403,21 +404,6 @@ class LoggerConfig:
 
 
 @dataclass
-class PlanConfig:
-    """`pretrainer plan`: how to turn the compute count into an expected wall time."""
-
-    tokens_per_s: float | None = None  # a throughput per GPU you measured or expect ...
-    flops_per_s: float | None = None  # ... or a sustained FLOP rate per GPU (e.g. 40% of its peak) ...
-    measure_steps: int = 0  # ... or > 0: time this many training steps of the real model on trainer.device
-    gpus: int = 1  # processes to plan for (torchrun's nproc x nodes): per-GPU memory and wall time at that scale
-
-    def __post_init__(self) -> None:
-        if self.measure_steps < 0 or self.gpus < 1:
-            raise ConfigError(f"plan.measure_steps must be >= 0 and plan.gpus >= 1, got {self.measure_steps}, "
-                              f"{self.gpus}")
-
-
-@dataclass
 class Config:
     """A whole experiment: one field per config group plus run-wide settings."""
 
@@ -429,6 +415,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
+    zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
     seed: int = 0  # the run's seed: trainer.seed and finetune.seed follow it unless set themselves
     cache_dir: str = "~/.cache/pretrainer"  # tokenizer and tokenized-corpus caches
     run_name: str | None = None  # shown in logs and wandb; default: the run's overrides
@@ -436,7 +423,7 @@ class Config:
     # Config keys (or groups: `trainer` covers trainer.*) that may differ from the checkpoint's
     # on resume; any other change that alters results is refused. Recorded in manifest.json.
     resume_allow_changes: list[str] = field(default_factory=list)
-    init: str | None = None  # `pretrainer finetune`: a run dir or checkpoint to fine-tune from
+    init: str | None = None  # `pretrainer finetune` / `evaluate`: a run dir, checkpoint or HF dir to start from
 
     def __post_init__(self) -> None:
         check_cross_group(self)

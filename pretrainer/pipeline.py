@@ -20,6 +20,7 @@ from pretrainer.config import Config
 from pretrainer.data.blocks import PackedCorpus, load_or_pack
 from pretrainer.data.sources import open_corpus
 from pretrainer.errors import ConfigError, DivergenceError
+from pretrainer.evaluation.run import zero_shot_results
 from pretrainer.finetune.recipe import FinetuneContext
 from pretrainer.finetune.run import body_inits, finetune_all, finetune_extras
 from pretrainer.finetune.tasks import load_tasks
@@ -58,7 +59,7 @@ from pretrainer.tokenization import (
 from pretrainer.training.device import resolve_device, use_bf16
 from pretrainer.training.distributed import World, init_from_environment, main_process_first
 from pretrainer.training.loop import PretrainingModel, Runtime, TrainState, pretrain
-from pretrainer.training.parallel import gathered_state
+from pretrainer.training.parallel import gathered_state, is_sharded
 from pretrainer.training.signals import StopRequest, catch_stop_signals
 
 
@@ -119,8 +120,7 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
     tokenizer = add_special_tokens(trained, objective_type.special_tokens(cfg.objective, cfg.data.block_size))
     tokenizer_hash = tokenizer_fingerprint(tokenizer)
     special = SpecialIds.of(tokenizer)
-    body = build_body(cfg.arch, tokenizer.get_vocab_size())
-    model = PretrainingModel(body, build_objective(cfg.objective, body, special, tokenizer.get_vocab_size()))
+    model = _pretraining_model(cfg, special, tokenizer.get_vocab_size())
     if resume_point is not None:
         check_tokenizer(resume_point, tokenizer_hash)
         check_weights_fit(resume_point, model)
@@ -152,11 +152,17 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
         pretrain_seconds = pretrain_clock.elapsed()
         if state.step == runtime.halt_at_step:
             return {"halted_at_step": state.step}
-        pretrained_weights = {key.removeprefix("body."): value.detach().cpu().clone()
-                              for key, value in gathered_state(model).items() if key.startswith("body.")}
-        del model, body
-        if not world.main:  # fine-tuning runs on rank 0 alone, with no collective
+        full_state = gathered_state(model)  # a collective under FSDP2: rank 0 gets the whole model
+        if not world.main:  # zero-shot evaluation and fine-tuning run on rank 0 alone, with no collective
             return {"rank": world.rank}
+        pretrained_weights = {key.removeprefix("body."): value.detach().cpu().clone()
+                              for key, value in full_state.items() if key.startswith("body.")}
+        if is_sharded(model):  # a whole copy to score with
+            model = _pretraining_model(cfg, special, tokenizer.get_vocab_size())
+            model.load_state_dict(full_state)
+            model.to(device)
+        zero_shot = zero_shot_results(cfg, model, tokenizer, device)
+        del model, full_state
 
         context = FinetuneContext(device, bf16, special.pad, logger)
         inits = body_inits(cfg.arch, tokenizer.get_vocab_size(), pretrained_weights, cfg.finetune.scratch_baseline)
@@ -164,11 +170,18 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
         summary = _summary(cfg, run_name, run_dir, tokenizer, tokenizer_hash, packed, state, pretrain_seconds, results)
         summary["pretrain"]["budget"] = budget_record(cfg, flops_per_token, state.tokens_seen)
         summary["pretrain"]["processes"] = world.size
+        if zero_shot is not None:
+            summary["zero_shot"] = zero_shot
         summary["wall_time_s"] = clock.elapsed()
         summary.update(finetune_extras(cfg.finetune, results))
         write_summary(run_dir, summary, logger)
     print_results_table(summary)
     return summary
+
+
+def _pretraining_model(cfg: Config, special: SpecialIds, vocab_size: int) -> PretrainingModel:
+    body = build_body(cfg.arch, vocab_size)
+    return PretrainingModel(body, build_objective(cfg.objective, body, special, vocab_size))
 
 
 def _process_device(device: torch.device, world: World) -> torch.device:

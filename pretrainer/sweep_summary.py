@@ -56,6 +56,17 @@ def tokenizer_table(jobs: list[dict[str, Any]]) -> str:
     return markdown_table(header, rows)
 
 
+def zero_shot_table(jobs: list[dict[str, Any]]) -> str:
+    """Markdown table of `pretrainer evaluate` results: minimal-pair accuracy per phenomenon, one row per job."""
+    names = list(dict.fromkeys(name for job in jobs for name in job["summary"]["zero_shot"]["phenomena"]))
+    rows = []
+    for job in jobs:
+        results = job["summary"]["zero_shot"]
+        rows.append([str(job["job"]), job["overrides"] or "(defaults)", f"{results['mean']:.3f}",
+                     *(f"{results['phenomena'][n]:.3f}" if n in results["phenomena"] else "—" for n in names)])
+    return markdown_table(["job", "overrides", "mean", *names], rows)
+
+
 def plan_table(jobs: list[dict[str, Any]]) -> str:
     """Markdown table of `pretrainer plan` results, one row per job."""
     header = ["job", "overrides", "family / objective", "params", "non-embedding", "FLOPs/token", "tokens",

@@ -15,7 +15,7 @@ TINY = [
     "arch.n_layer=1", "arch.d_model=32", "arch.n_head=2", "arch.d_ff=64", "arch.max_len=64",
     "data.block_size=32", "tokenizer.vocab_size=300", "trainer.batch_size=8", "trainer.max_steps=4",
     "trainer.eval_every=2", "trainer.eval_batches=2", "trainer.log_every=1", "trainer.warmup_steps=1",
-    "trainer.num_threads=1",
+    "trainer.num_threads=1", "zero_shot.per_phenomenon=10",
 ]
 
 

@@ -20,7 +20,7 @@ DIST_RUN = [
     "data.block_size=32", "tokenizer.vocab_size=300", "data.num_documents=300", "finetune=none",
     "trainer.batch_size=8", "trainer.max_steps=8", "trainer.eval_every=2", "trainer.eval_batches=3",
     "trainer.log_every=1", "trainer.warmup_steps=1", "trainer.num_threads=1", "trainer.checkpoint_every=2",
-    "trainer.keep_checkpoints=4", "arch.dropout=0.1",
+    "trainer.keep_checkpoints=4", "arch.dropout=0.1", "zero_shot.per_phenomenon=10",
 ]
 
 

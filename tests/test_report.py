@@ -302,3 +302,24 @@ def test_bootstrap_intervals_are_reproducible_and_close_to_normal_theory():
     half_width = 1.96 * np.sqrt(a.var() / len(a) + b.var() / len(b))
     assert (low + high) / 2 == pytest.approx(a.mean() - b.mean(), abs=0.15 * half_width)
     assert high - low == pytest.approx(2 * half_width, rel=0.15)
+
+
+def test_zero_shot_accuracies_get_a_table_csv_columns_and_a_plot(tmp_path):
+    """Two objectives x two seeds with known accuracies: mean ± std per phenomenon in report.md
+    and the CSV, the mean of each run's mean, and zero_shot.png."""
+    accuracy = {("mlm", 0): {"agreement": 0.9, "word_order": 0.6}, ("mlm", 1): {"agreement": 0.8, "word_order": 0.7},
+                ("clm", 0): {"agreement": 0.6, "word_order": 0.9}, ("clm", 1): {"agreement": 0.7, "word_order": 0.8}}
+    for (objective, seed), phenomena in accuracy.items():
+        run = write_run(tmp_path / f"{objective}-{seed}", [f"objective={objective}", f"seed={seed}"], MLM)
+        summary = json.loads((run / "summary.json").read_text())
+        summary["zero_shot"] = {"phenomena": phenomena, "pairs": {name: 100 for name in phenomena},
+                                "mean": sum(phenomena.values()) / 2}
+        (run / "summary.json").write_text(json.dumps(summary))
+    result = write_report([tmp_path], console=quiet())
+    mlm = next(row for row in result.rows if row["objective"] == "mlm")
+    assert mlm["zero_shot_agreement_mean"] == pytest.approx(0.85)
+    assert mlm["zero_shot_agreement_std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
+    assert mlm["zero_shot_mean_mean"] == pytest.approx(np.mean([0.75, 0.75]))
+    text = (tmp_path / "report.md").read_text()
+    assert "Zero-shot minimal pairs" in text and "0.850 ± 0.071" in text and "0.650 ± 0.071" in text
+    assert "zero_shot.png" in {p.name for p in result.plots}

@@ -87,7 +87,7 @@ def _load_init(init: str) -> InitSource:
         return InitSource(path, imported.arch, read_tokenizer(path / "tokenizer.json"), state,
                           state["tok_emb.weight"].shape[0], {"objective": "imported", "tokenizer": "imported"})
     checkpoint_path, payload, source_run = resolve_checkpoint(init)
-    tokenizer = _checked_tokenizer(source_run, payload)
+    tokenizer = checked_tokenizer(source_run, payload)
     state = body_state_dict(payload)
     return InitSource(checkpoint_path, ArchConfig(**payload["config"]["arch"]), tokenizer, state,
                       state["tok_emb.weight"].shape[0], {"objective": payload["config"]["objective"]["name"],
@@ -102,7 +102,7 @@ def _pad_id(tokenizer: Tokenizer) -> int:
     return 0
 
 
-def _checked_tokenizer(source_run: Path, payload: dict[str, Any]) -> Tokenizer:
+def checked_tokenizer(source_run: Path, payload: dict[str, Any]) -> Tokenizer:
     path = source_run / "tokenizer" / "tokenizer.json"
     tokenizer = read_tokenizer(path)  # missing or unreadable: an error naming it
     if tokenizer_fingerprint(tokenizer) != payload.get("tokenizer_fingerprint"):

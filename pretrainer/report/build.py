@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from pretrainer.report import tables
+from pretrainer.report import tables, zero_shot
 from pretrainer.report.plots import write_plots
 from pretrainer.report.runs import (
     Configuration,
@@ -104,6 +104,13 @@ def _override_notes(runs: list[Run]) -> list[str]:
 
 def report_tables(result: ReportResult) -> list[tables.Table]:
     sections = [tables.results_table(result.configurations, result.varying_keys, result.tasks)]
+    names = zero_shot.phenomena(result.configurations)
+    if names:
+        header = ["#", *result.varying_keys, "runs", *names]
+        sections.append(tables.Table(
+            "Zero-shot minimal pairs", header, zero_shot.table_rows(result.configurations, result.varying_keys, names),
+            ["Share of minimal pairs whose grammatical sentence the pretrained model scores higher (chance 0.5), "
+             "no fine-tuning; mean ± std over the configuration's runs."], text_columns=1 + len(result.varying_keys)))
     if len(result.configurations) > 1 and result.tasks:
         sections.append(tables.baseline_table(result.comparisons, result.baseline))
     if result.gains:

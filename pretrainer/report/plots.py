@@ -17,10 +17,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from pretrainer.report import zero_shot
 from pretrainer.report.runs import Configuration
 
 TRAIN_SIZE_KEY = "finetune.train_size"
-PLOT_FILES = ("eval_loss.png", "downstream.png", "learning_curve.png")
+PLOT_FILES = ("eval_loss.png", "downstream.png", "learning_curve.png", "zero_shot.png")
 
 
 def write_plots(configs: list[Configuration], tasks: dict[str, str], varying: list[str],
@@ -30,7 +31,8 @@ def write_plots(configs: list[Configuration], tasks: dict[str, str], varying: li
     written, notes = [], []
     plots = {"eval_loss.png": lambda path: plot_eval_loss(configs, path),
              "downstream.png": lambda path: plot_downstream(configs, tasks, varying, path),
-             "learning_curve.png": lambda path: plot_learning_curve(configs, tasks, varying, path)}
+             "learning_curve.png": lambda path: plot_learning_curve(configs, tasks, varying, path),
+             "zero_shot.png": lambda path: plot_zero_shot(configs, varying, path)}
     for name, plot in plots.items():
         path = out_dir / name
         skipped = plot(path)
@@ -145,6 +147,28 @@ def _curve_points(configs: list[Configuration], task: str, init: str) -> list[tu
         if scores and size:
             points.append((size, scores.mean, scores.std or 0.0))
     return sorted(points)
+
+
+def plot_zero_shot(configs: list[Configuration], varying: list[str], path: Path) -> str | None:
+    """Per phenomenon: one bar per configuration (mean over runs, std error bar), chance at 0.5."""
+    names = zero_shot.phenomena(configs)
+    if not names:
+        return "no zero-shot results"
+    figure, grid = _grid(len(names))
+    for axes, name in zip(grid, names, strict=True):
+        for x, config in enumerate(configs):
+            mean, std = zero_shot.mean_std(zero_shot.accuracies(config, name))
+            if mean is not None:
+                axes.bar(x, mean, 0.7, yerr=std, capsize=3 if std else 0, color=_color(config), edgecolor="black",
+                         linewidth=0.5)
+        axes.axhline(zero_shot.CHANCE, color="gray", linestyle=":", label="chance")
+        axes.set_ylim(0.0, 1.0)
+        axes.set_xticks(range(len(configs)), [_tick(config, varying) for config in configs], rotation=30,
+                        ha="right", fontsize="small")
+        axes.set(title=name, ylabel="zero-shot accuracy", xlabel=" ".join(varying))
+    grid[0].legend(fontsize="small")
+    _save(figure, path)
+    return None
 
 
 def _number(text: str | None) -> float | None:

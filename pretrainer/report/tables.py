@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from pretrainer.report import zero_shot
 from pretrainer.report.runs import INITS, Configuration, Scores
 from pretrainer.report.stats import CONFIDENCE, RESAMPLES, Comparison, Difference
 
@@ -73,7 +74,7 @@ def gains_table(gains: list[Comparison]) -> Table:
 
 def csv_rows(configs: list[Configuration], varying: list[str], tasks: dict[str, str]) -> list[dict[str, Any]]:
     """The results table as numbers: one column per value, mean and std apart, empty when absent."""
-    rows = []
+    rows, names = [], zero_shot.phenomena(configs)
     for config in configs:
         row: dict[str, Any] = {"index": config.index, "configuration": config.label}
         row |= {key: config.overrides.get(key, "") for key in varying}
@@ -91,7 +92,7 @@ def csv_rows(configs: list[Configuration], varying: list[str], tasks: dict[str, 
                 "wall_time_s": _mean(config.wall_times()),
                 "tokens_per_s": _mean(config.pretrain_values("tokens_per_s")),
                 "budget_kind": config.budget_kind()}
-        rows.append(row)
+        rows.append(row | zero_shot.csv_columns(config, names))
     return rows
 
 

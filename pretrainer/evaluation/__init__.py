@@ -1,0 +1,1 @@
+"""Evaluation of pretrained models without fine-tuning (zero-shot minimal pairs)."""

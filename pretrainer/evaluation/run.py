@@ -1,0 +1,132 @@
+"""Zero-shot evaluation of a pretrained model: after pretraining in `train` (before
+fine-tuning), and on any run, checkpoint or Hugging Face directory with
+`pretrainer evaluate init=...` (its results land in that command's run dir as `summary.json`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+from pretrainer.config import ArchConfig, Config, ConfigError, ObjectiveConfig
+from pretrainer.evaluation.minimal_pairs import pair_accuracies, pair_suite, scorer_for
+from pretrainer.evaluation.scoring import SentenceScorer
+from pretrainer.hashing import write_text_atomic
+from pretrainer.loggers import RunLogger, Stopwatch, info, print_key_values, warn, write_summary
+from pretrainer.run_dir import hold_run_dir
+from pretrainer.tokenization import SpecialIds
+from pretrainer.training.device import resolve_device
+
+
+def zero_shot_results(cfg: Config, model: torch.nn.Module, tokenizer: Tokenizer,
+                      device: torch.device) -> dict[str, Any] | None:
+    """Minimal-pair accuracies of a PretrainingModel (None when the config asks for no pairs)."""
+    suite = pair_suite(cfg.zero_shot, cfg.data.source, cfg.data.seed)
+    if not suite:
+        return None
+    clock = Stopwatch()
+    results = pair_accuracies(scorer_for(model, SpecialIds.of(tokenizer)), tokenizer, suite, device)
+    results["wall_time_s"] = clock.elapsed()
+    print_zero_shot(results)
+    return results
+
+
+def print_zero_shot(results: dict[str, Any]) -> None:
+    rows = [(name, f"{accuracy:.3f} ({results['pairs'][name]} pairs)")
+            for name, accuracy in results["phenomena"].items()]
+    rows.append(("mean (chance 0.5)", "—" if results["mean"] is None else f"{results['mean']:.3f}"))
+    print_key_values("Zero-shot minimal pairs: accuracy", rows)
+    if results["skipped"]:
+        warn("minimal pairs longer than the model reads (arch.max_len) were skipped: " +
+             ", ".join(f"{name} {count}" for name, count in results["skipped"].items()))
+
+
+def evaluate_init(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """`pretrainer evaluate init=<run dir | checkpoint | HF dir>`: the minimal pairs of the config
+    (`zero_shot.*`; the embedded ones with zero_shot.suite=synthetic) on that model."""
+    if not cfg.init:
+        raise ConfigError("pretrainer evaluate needs init=<run dir, checkpoint or Hugging Face dir>")
+    with hold_run_dir(run_dir):
+        clock = Stopwatch()
+        if not pair_suite(cfg.zero_shot, "none", 0) and cfg.zero_shot.suite == "none":  # checked before the model
+            raise _no_pairs()
+        device = resolve_device(cfg.trainer.device)
+        scorer, tokenizer, described, data = _load_scorer(cfg.init, device)
+        # auto: the embedded pairs for a model pretrained on the embedded corpus (held out from its seed's text)
+        suite = pair_suite(cfg.zero_shot, data.get("source", "none"), data.get("seed", cfg.data.seed))
+        if not suite:
+            raise _no_pairs()
+        info(f"scoring {sum(len(p) for p in suite.values())} minimal pairs in {len(suite)} phenomena with "
+             f"{described}")
+        results = pair_accuracies(scorer, tokenizer, suite, device)
+        print_zero_shot(results)
+        summary = {"run_name": cfg.run_name or run_dir.name, "run_dir": str(run_dir), "init": str(cfg.init),
+                   "scorer": scorer.kind, "zero_shot": results, "wall_time_s": clock.elapsed()}
+        write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
+        with RunLogger(run_dir, cfg.logger, summary["run_name"], asdict(cfg)) as logger:
+            write_summary(run_dir, summary, logger)
+    return summary
+
+
+def _no_pairs() -> ConfigError:
+    return ConfigError("no minimal pairs to score: give zero_shot.blimp_files=[...] (BLiMP-format JSONL files) or "
+                       "zero_shot.suite=synthetic (the embedded grammar's pairs)")
+
+
+def _load_scorer(init: str, device: torch.device) -> tuple[SentenceScorer, Tokenizer, str, dict[str, Any]]:
+    """(scorer, tokenizer, a description, the data config it was pretrained on ({}: unknown))."""
+    path = Path(init).expanduser()
+    if (path / "config.json").is_file():
+        return _hf_scorer(path, device)
+    from pretrainer.finetune.from_checkpoint import checked_tokenizer
+    from pretrainer.models import build_body
+    from pretrainer.objectives import build_objective
+    from pretrainer.training.checkpoint import model_state, resolve_checkpoint
+    from pretrainer.training.loop import PretrainingModel
+
+    checkpoint, payload, source_run = resolve_checkpoint(init)
+    tokenizer = checked_tokenizer(source_run, payload)
+    special, vocab = SpecialIds.of(tokenizer), tokenizer.get_vocab_size()
+    config = payload["config"]
+    body = build_body(ArchConfig(**config["arch"]), vocab)
+    objective_cfg = ObjectiveConfig(**{k: v for k, v in config["objective"].items()
+                                       if k in ObjectiveConfig.__dataclass_fields__})
+    model = PretrainingModel(body, build_objective(objective_cfg, body, special, vocab))
+    model.load_state_dict(model_state(payload))
+    return scorer_for(model.to(device), special), tokenizer, f"{checkpoint} ({objective_cfg.name})", config["data"]
+
+
+# Special tokens of an imported tokenizer: ours ([CLS] ...) or the original model's names.
+_HF_NAMES = {"start": ("[CLS]", "<s>", "<|endoftext|>"), "end": ("[SEP]", "</s>", "<|endoftext|>"),
+             "mask": ("[MASK]", "<mask>"), "pad": ("[PAD]", "<pad>", "<|endoftext|>")}
+
+
+def _hf_scorer(path: Path, device: torch.device) -> tuple[SentenceScorer, Tokenizer, str, dict[str, Any]]:
+    """A local transformers directory (BERT masked LM: PLL; GPT-2: causal; T5: sentinel input)."""
+    from pretrainer.interop import load_hf_model
+    from pretrainer.interop.hf import build_lm_head
+    from pretrainer.tokenization import read_tokenizer
+
+    if not (path / "tokenizer.json").is_file():
+        raise ConfigError(f"init={path}: the Hugging Face directory has no tokenizer.json")
+    tokenizer = read_tokenizer(path / "tokenizer.json")
+    try:
+        imported = load_hf_model(path)
+        head = build_lm_head(imported)
+    except (ValueError, ImportError) as error:
+        raise ConfigError(f"init={path}: {error}") from error
+    ids = {role: next((tokenizer.token_to_id(n) for n in names if tokenizer.token_to_id(n) is not None), None)
+           for role, names in _HF_NAMES.items()}
+    kind = {"encoder": "pll", "decoder": "causal", "encoder_decoder": "t5"}[imported.arch.name]
+    if kind == "t5" and tokenizer.token_to_id("[CLS]") is None:
+        ids["start"] = ids["pad"]  # Hugging Face's T5 decoder starts from <pad>
+    ids["sentinel"] = tokenizer.token_to_id("<extra_id_0>")
+    missing = [role for role in ("start", "end", "pad") + {"pll": ("mask",), "t5": ("sentinel",)}.get(kind, ())
+               if ids[role] is None]
+    if missing:
+        raise ConfigError(f"init={path}: its tokenizer lacks the {', '.join(missing)} token(s) the {kind} scorer needs")
+    scorer = SentenceScorer(kind, imported.body.to(device), head.to(device), **ids)
+    return scorer, tokenizer, f"{path} ({imported.arch.name}, imported)", {}
