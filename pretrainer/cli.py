@@ -185,7 +185,7 @@ def agreed_run_dir(args: list[str]) -> list[str]:
     from pretrainer.training.distributed import broadcast_text, init_from_environment
 
     init_from_environment()
-    return [f"hydra.run.dir=runs/{broadcast_text(time.strftime('%Y-%m-%d/%H-%M-%S'))}", *args]
+    return [*args, f"hydra.run.dir=runs/{broadcast_text(time.strftime('%Y-%m-%d/%H-%M-%S'))}"]
 
 
 @contextmanager
@@ -265,17 +265,29 @@ HYDRA_VALUE_OPTIONS = frozenset({"--cfg", "-c", "--package", "-p", "--info", "-i
                                  "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"})
 
 
-def override_args(args: list[str]) -> list[str]:
-    """The overrides of a command line: neither Hydra's options nor the values they take."""
-    overrides, skip = [], False
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's options with the values they take, the overrides) of a command line."""
+    options, overrides, takes_value = [], [], False
     for arg in args:
-        if skip:
-            skip = False
-        elif arg.startswith("-"):
-            skip = arg in HYDRA_VALUE_OPTIONS
+        if takes_value or arg.startswith("-"):
+            options.append(arg)
+            takes_value = not takes_value and arg in HYDRA_VALUE_OPTIONS
         else:
             overrides.append(arg)
-    return overrides
+    return options, overrides
+
+
+def override_args(args: list[str]) -> list[str]:
+    """The overrides of a command line: neither Hydra's options nor the values they take."""
+    return split_args(args)[1]
+
+
+def options_first(args: list[str]) -> list[str]:
+    """Hydra's options (with their values) before every override: argparse takes the overrides as
+    one run of positionals, so an override after an option (`-m a=1 b=2`, `--cfg job a=1`) would be
+    refused as unrecognized, and added overrides can then simply go last."""
+    options, overrides = split_args(args)
+    return [*options, *overrides]
 
 
 def sweep_size(args: list[str]) -> int:
@@ -313,7 +325,7 @@ def sweep_jobs(args: list[str]) -> list[list[str]]:
 
 def print_sweep_configs(name: str, args: list[str]) -> None:
     """`-m ... --cfg job`: Hydra prints one config and refuses a sweep; print every job's instead."""
-    options = [a for a in args if a not in ("-m", "--multirun") and a not in override_args(args)]
+    options = [a for a in split_args(args)[0] if a not in ("-m", "--multirun")]
     for number, job in enumerate(sweep_jobs(args), start=1):
         print(f"# job {number}: {' '.join(job)}", flush=True)
         run_hydra(name, [*job, *options])
@@ -324,11 +336,11 @@ def run_hydra(name: str, args: list[str]) -> None:
     if multirun and any(a in ("--cfg", "-c") for a in args):
         print_sweep_configs(name, args)
         return
-    # Added overrides go first: after an option such as `--cfg job` argparse takes no more positionals.
+    args = options_first(args)
     if multirun:
         SWEEP_SIZE[:] = [sweep_size(args)]
         if not any(a.startswith("hydra.sweep.dir=") for a in args):
-            args = [stable_sweep_dir(name, args), *args]
+            args = [*args, stable_sweep_dir(name, args)]
     elif name == "train":
         args = agreed_run_dir(args)
     sys.argv = [f"pretrainer {name}", *args]

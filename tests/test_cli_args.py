@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from pretrainer.cli import override_args, sweep_jobs
+from pretrainer.cli import options_first, override_args, sweep_jobs
 from tests.faults.conftest import invoke_cli
 
 
 def test_option_values_are_not_overrides():
     args = ["-m", "seed=0,1", "--cfg", "job", "--package", "trainer", "objective=mlm", "--resolve"]
     assert override_args(args) == ["seed=0,1", "objective=mlm"]
+
+
+def test_options_go_before_the_overrides_so_argparse_reads_them_as_one_run():
+    args = ["seed=0", "-m", "objective=mlm,clm", "--cfg", "job", "arch=decoder", "--resolve"]
+    assert options_first(args) == ["-m", "--cfg", "job", "--resolve", "seed=0", "objective=mlm,clm", "arch=decoder"]
+
+
+def test_an_option_after_the_first_override_does_not_split_the_overrides(capsys, tmp_path, monkeypatch):
+    # `seed=3 --cfg job trainer.lr=0.02`: argparse alone would refuse the override after the option.
+    monkeypatch.chdir(tmp_path)
+    assert invoke_cli("train", "seed=3", "--cfg", "job", "trainer.lr=0.02") == 0
+    out = capsys.readouterr().out
+    assert "\nseed: 3\n" in out and "lr: 0.02" in out
 
 
 def test_sweep_jobs_expand_in_hydras_order():

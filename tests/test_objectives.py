@@ -447,5 +447,6 @@ def test_every_objective_trains_on_the_embedded_corpus(compose_config, tmp_path,
     summary = train(cfg, tmp_path / "run")
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if r.get("phase") == "pretrain"]
-    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.2, losses
+    # The last 10 steps, not 5: span_mlm's loss is noisy (a row's masked-token count varies).
+    assert np.mean(losses[-10:]) < np.mean(losses[:5]) - 0.2, losses
     assert summary["choices"]["objective"] == name
