@@ -243,6 +243,25 @@ GLUE_TASKS = ("sst2", "cola", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnl
 
 
 @dataclass
+class SplitColumns:
+    """One split file's own column names (files); null: the task-wide `<name>_column`."""
+
+    text_a: str | None = None
+    text_b: str | None = None
+    label: str | None = None
+
+
+@dataclass
+class ColumnMaps:
+    """Per-split column maps: `finetune.columns.test.text_a=content` when the test file names
+    its text column differently from train's."""
+
+    train: SplitColumns = field(default_factory=SplitColumns)
+    dev: SplitColumns = field(default_factory=SplitColumns)
+    test: SplitColumns = field(default_factory=SplitColumns)
+
+
+@dataclass
 class FinetuneConfig:
     """Downstream tasks and the fine-tuning recipe (group `finetune`)."""
 
@@ -275,6 +294,7 @@ class FinetuneConfig:
     text_a_column: str = "text_a"
     text_b_column: str | None = None  # set for sentence pairs
     label_column: str = "label"
+    columns: ColumnMaps = field(default_factory=ColumnMaps)  # files: a split's own names override the three above
     label_names: list[str] = field(default_factory=list)  # files: the label set (empty: sorted labels of train)
     decode_errors: str = "strict"  # files: invalid UTF-8 is an error naming file and line (strict) | replace
 
@@ -299,6 +319,7 @@ class FinetuneConfig:
         if self.source == "files" and self.tasks and not (self.train_file and self.test_file):
             raise ConfigError("finetune.source=files needs finetune.train_file and finetune.test_file "
                               "(and optionally finetune.dev_file)")
+        self._check_pairs_in_every_split()
         for key in ("eval_size", "epochs", "batch_size", "max_length"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"finetune.{key} must be positive, got {getattr(self, key)}")
@@ -307,6 +328,21 @@ class FinetuneConfig:
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"finetune.patience must be positive or null, got {self.patience}")
         check_range("finetune.aux_lm_weight", self.aux_lm_weight, 0.0, 100.0)
+
+    def split_columns(self, split: str) -> SplitColumns:
+        """The column names of one split's file (train, dev or test), its own map first."""
+        own = getattr(self.columns, split)
+        return SplitColumns(own.text_a or self.text_a_column, own.text_b or self.text_b_column,
+                            own.label or self.label_column)
+
+    def _check_pairs_in_every_split(self) -> None:
+        """A pair task reads a second text from every split; a single-text task from none."""
+        pairs = {split: self.split_columns(split).text_b is not None for split in ("train", "dev", "test")}
+        if len(set(pairs.values())) > 1:
+            odd = next(split for split, is_pair in pairs.items() if is_pair != pairs["train"])
+            raise ConfigError(f"finetune.columns.{odd}.text_b: train {'has' if pairs['train'] else 'has no'} "
+                              f"second text but {odd} {'has' if pairs[odd] else 'has none'}; set "
+                              "finetune.text_b_column for every split, or a text_b in each split's map")
 
     def run_seeds(self) -> list[int]:
         return list(self.seeds) or [self.seed]

@@ -4,7 +4,8 @@ The format follows the extension: `.csv` (comma, RFC 4180 quoting), `.tsv` (tab,
 a quote character is text, as in the original GLUE files) or `.jsonl` (an object per line).
 Files are read with the standard library, so any size works and there is nothing to install.
 Columns `text_a_column`, optional `text_b_column` (pairs) and `label_column` are mapped onto
-examples according to `task_type`:
+examples according to `task_type` (a split whose file names them differently has its own map:
+`finetune.columns.test.text_a=content`):
 
 - classification: the label is a string (or a JSON integer) from `label_names`, or, when that
   is empty, from the sorted labels seen in train (numerically sorted when all are integers);
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pretrainer.config import FinetuneConfig
+from pretrainer.config import FinetuneConfig, SplitColumns
 from pretrainer.data.examples import LabeledExample, TaskSplits
 from pretrainer.data.text import decoded_lines
 from pretrainer.finetune.sources import TaskDataError, count_empty_texts, split_train_indices
@@ -58,21 +59,25 @@ def load_file_task(name: str, cfg: FinetuneConfig) -> TaskSplits:
     test_path = _checked_path("finetune.test_file", cfg.test_file)
     dev_path = _checked_path("finetune.dev_file", cfg.dev_file) if cfg.dev_file else None
 
-    train_rows = read_rows(train_path, cfg)
+    train_rows = read_rows(train_path, cfg, "train")
     label_names = _label_set(cfg, train_rows, train_path)
     convert = _label_converter(cfg, label_names)
 
-    train = _examples(train_rows, train_path, convert)  # all rows: the whole file is checked
+    def split_examples(path: Path, split: str) -> list[LabeledExample]:
+        rows = train_rows if split == "train" else read_rows(path, cfg, split)
+        return _examples(rows, path, convert, cfg.split_columns(split))
+
+    train = split_examples(train_path, "train")  # all rows: the whole file is checked
     carve = 0 if dev_path else cfg.eval_size
     train_ids, dev_ids = split_train_indices(len(train), carve, cfg.train_size, cfg.seed, str(train_path),
                                              hint=" or give finetune.dev_file")
-    dev = _examples(read_rows(dev_path, cfg), dev_path, convert) if dev_path else [train[i] for i in dev_ids]
+    dev = split_examples(dev_path, "dev") if dev_path else [train[i] for i in dev_ids]
     task = TaskSplits(
         name=name,
         label_names=label_names,
         train=[train[i] for i in train_ids],
         dev=dev,
-        test=_examples(read_rows(test_path, cfg), test_path, convert),
+        test=split_examples(test_path, "test"),
         description=f"{name}: {cfg.task_type} from {train_path.name}",
         kind=cfg.task_type,
         metrics=METRICS[cfg.task_type],
@@ -93,23 +98,23 @@ def _checked_path(field_name: str, value: str) -> Path:
 # Reading ---------------------------------------------------------------------------------------
 
 
-def read_rows(path: Path, cfg: FinetuneConfig) -> list[RawRow]:
-    """Every record of one split file, its columns picked by the config."""
-    columns = [cfg.text_a_column, cfg.label_column] + ([cfg.text_b_column] if cfg.text_b_column else [])
+def read_rows(path: Path, cfg: FinetuneConfig, split: str = "train") -> list[RawRow]:
+    """Every record of one split file (train, dev or test), its columns picked by the split's map."""
+    names = cfg.split_columns(split)
+    columns = [names.text_a, names.label] + ([names.text_b] if names.text_b else [])
     delimiter = DELIMITERS[path.suffix.lower()]
     lines = (line for _, line in decoded_lines(path, cfg.decode_errors, "finetune.decode_errors", TaskDataError))
-    records = _jsonl_records(path, lines, columns) if delimiter is None else \
-        _delimited_records(path, lines, delimiter, columns)
+    records = _jsonl_records(path, lines, columns, split) if delimiter is None else \
+        _delimited_records(path, lines, delimiter, columns, split)
     rows = []
     for line, record in records:
-        text_b = _text(record[cfg.text_b_column], path, line, cfg.text_b_column) if cfg.text_b_column else None
-        rows.append(RawRow(_text(record[cfg.text_a_column], path, line, cfg.text_a_column), text_b,
-                           record[cfg.label_column], line))
+        text_b = _text(record[names.text_b], path, line, names.text_b) if names.text_b else None
+        rows.append(RawRow(_text(record[names.text_a], path, line, names.text_a), text_b, record[names.label], line))
     return rows
 
 
-def _delimited_records(path: Path, lines: Iterable[str], delimiter: str,
-                       columns: list[str]) -> Iterator[tuple[int, dict]]:
+def _delimited_records(path: Path, lines: Iterable[str], delimiter: str, columns: list[str],
+                       split: str) -> Iterator[tuple[int, dict]]:
     """CSV / TSV records with a header row; a row with too few or too many fields is an error.
 
     `lines` are the file's physical lines with their endings, so `reader.line_num` counts lines
@@ -119,7 +124,7 @@ def _delimited_records(path: Path, lines: Iterable[str], delimiter: str,
     header = reader.fieldnames
     if not header:
         raise TaskDataError(f"{path}: empty file (a header row naming the columns comes first)")
-    _check_columns(path, None, columns, header)
+    _check_columns(path, None, columns, header, split)
     for record in reader:
         if None in record or None in record.values():
             raise TaskDataError(f"{path}:{reader.line_num}: {_field_count(record)} fields where the header "
@@ -132,7 +137,7 @@ def _field_count(record: dict) -> int:
     return sum(value is not None for key, value in record.items() if key is not None) + len(extra)
 
 
-def _jsonl_records(path: Path, lines: Iterable[str], columns: list[str]) -> Iterator[tuple[int, dict]]:
+def _jsonl_records(path: Path, lines: Iterable[str], columns: list[str], split: str) -> Iterator[tuple[int, dict]]:
     """One JSON object per non-blank line."""
     for line, text in enumerate(lines, start=1):
         if not text.strip():
@@ -143,16 +148,17 @@ def _jsonl_records(path: Path, lines: Iterable[str], columns: list[str]) -> Iter
             raise TaskDataError(f"{path}:{line}: invalid JSON ({error.msg})") from None
         if not isinstance(record, dict):
             raise TaskDataError(f"{path}:{line}: a JSON object is expected, got {type(record).__name__}")
-        _check_columns(path, line, columns, list(record))
+        _check_columns(path, line, columns, list(record), split)
         yield line, record
 
 
-def _check_columns(path: Path, line: int | None, needed: list[str], available: list[str]) -> None:
+def _check_columns(path: Path, line: int | None, needed: list[str], available: list[str], split: str) -> None:
     missing = [column for column in needed if column not in available]
     if missing:
         place = f"{path}:{line}" if line is not None else str(path)
         raise TaskDataError(f"{place}: no column {missing[0]!r} (columns: {', '.join(available)}); "
-                            "map the columns with finetune.text_a_column / text_b_column / label_column")
+                            "map the columns with finetune.text_a_column / text_b_column / label_column, or "
+                            f"this file's alone with finetune.columns.{split}.text_a / text_b / label")
 
 
 def _text(value: Any, path: Path, line: int, column: str) -> str:
@@ -170,7 +176,7 @@ def _text(value: Any, path: Path, line: int, column: str) -> str:
 def _label_set(cfg: FinetuneConfig, train_rows: list[RawRow], train_path: Path) -> list[str]:
     """Class or tag names: `label_names` when given, else those seen in train; regression: the column."""
     if cfg.task_type == "regression":
-        return [cfg.label_column]
+        return [cfg.split_columns("train").label]
     if cfg.label_names:
         return [str(name) for name in cfg.label_names]
     seen: set[str] = set()
@@ -188,8 +194,8 @@ def _is_integer(key: str) -> bool:
     return True
 
 
-def _label_converter(cfg: FinetuneConfig, label_names: list[str]) -> Callable[[RawRow, Path], Any]:
-    """(row, path) -> the example's label, raising an error that names the file and line."""
+def _label_converter(cfg: FinetuneConfig, label_names: list[str]) -> Callable[[RawRow, Path, SplitColumns], Any]:
+    """(row, path, the file's columns) -> the example's label, raising an error that names the file and line."""
     index = {name: i for i, name in enumerate(label_names)}
     valid = ", ".join(label_names)
 
@@ -199,18 +205,18 @@ def _label_converter(cfg: FinetuneConfig, label_names: list[str]) -> Callable[[R
             raise TaskDataError(f"{path}:{line}: label {key!r} is not one of {origin}: {valid}")
         return index[key]
 
-    def classification(row: RawRow, path: Path) -> int:
+    def classification(row: RawRow, path: Path, columns: SplitColumns) -> int:
         return class_id(_class_key(row.label, path, row.line), path, row.line)
 
-    def regression(row: RawRow, path: Path) -> float:
-        return _score(row.label, path, row.line, cfg.label_column)
+    def regression(row: RawRow, path: Path, columns: SplitColumns) -> float:
+        return _score(row.label, path, row.line, columns.label)
 
-    def tagging(row: RawRow, path: Path) -> tuple[int, ...]:
+    def tagging(row: RawRow, path: Path, columns: SplitColumns) -> tuple[int, ...]:
         tags = _tags(row, path)
         words = row.text_a.split()
         if len(tags) != len(words):
-            raise TaskDataError(f"{path}:{row.line}: {len(tags)} tags in column {cfg.label_column!r} for "
-                                f"{len(words)} words in column {cfg.text_a_column!r}")
+            raise TaskDataError(f"{path}:{row.line}: {len(tags)} tags in column {columns.label!r} for "
+                                f"{len(words)} words in column {columns.text_a!r}")
         return tuple(class_id(tag, path, row.line) for tag in tags)
 
     return {"classification": classification, "regression": regression, "tagging": tagging}[cfg.task_type]
@@ -251,5 +257,6 @@ def _score(value: Any, path: Path, line: int, column: str) -> float:
     return score
 
 
-def _examples(rows: list[RawRow], path: Path, convert: Callable[[RawRow, Path], Any]) -> list[LabeledExample]:
-    return [LabeledExample(row.text_a, convert(row, path), row.text_b) for row in rows]
+def _examples(rows: list[RawRow], path: Path, convert: Callable[[RawRow, Path, SplitColumns], Any],
+              columns: SplitColumns) -> list[LabeledExample]:
+    return [LabeledExample(row.text_a, convert(row, path, columns), row.text_b) for row in rows]
