@@ -27,6 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from pretrainer.cli_inspect import fill_mask_command, generate_command
 from pretrainer.config import Config, ConfigError
 from pretrainer.config_tree import reject_unknown_fields
 from pretrainer.errors import Interrupted, RunDirError, UserError
@@ -46,6 +47,9 @@ commands:
   finetune   fine-tune an existing checkpoint: pretrainer finetune init=<run dir, checkpoint or HF dir> [finetune=...]
   evaluate   zero-shot minimal pairs on any model: pretrainer evaluate init=<run dir, checkpoint or HF dir>
              [zero_shot.blimp_files=[blimp/]] [zero_shot.suite=synthetic]
+  generate   continue a prompt (decoder) or fill its gaps (T5, BART): pretrainer generate RUN_DIR "The cat"
+             [--greedy | --temperature 0.8 --top-k 20 --seed 0] [--max-new-tokens 40]
+  fill-mask  the top tokens for each [MASK] (masked-LM runs): pretrainer fill-mask RUN_DIR "the [MASK] sat ."
   export     write a run as a Hugging Face transformers model: pretrainer export RUN_DIR [--out DIR]
   reproduce  re-run a run from its manifest into a new dir and compare: pretrainer reproduce RUN_DIR
   report     tables (Markdown, CSV), bootstrap CIs and plots over runs: pretrainer report DIR... [--baseline ROW]
@@ -455,6 +459,7 @@ def fresh_dir(requested: Path | None, run_dir: Path) -> Path:
 
 PATH_COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "export": export_command, "reproduce": reproduce_command, "report": report_command,
+    "generate": generate_command, "fill-mask": fill_mask_command,
 }
 
 

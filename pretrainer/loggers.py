@@ -114,6 +114,9 @@ class ProgressBar:
         text = "  ".join(_format_stat(k, v) for k, v in stats.items())
         self._progress.update(self._task, completed=completed, stats=text)
 
+    def advance(self, steps: int) -> None:
+        self._progress.advance(self._task, steps)
+
     def note(self, message: str) -> None:
         """A line above the bar; in a log file (no terminal) these lines are the progress record."""
         self._progress.console.print(escape(message), style="dim")

@@ -147,6 +147,38 @@ def test_early_stopping_waits_patience_epochs_after_the_best(tokenizer, tmp_path
     assert result["best_epoch"] == 1 and result["epochs_run"] == 3
 
 
+def test_progress_counts_every_planned_step_also_when_early_stopping_skips_epochs(tokenizer, tmp_path):
+    task = encode_task(make_task("classification"), tokenizer, 32)
+    steps = []
+    ctx = context(tmp_path)
+    ctx.advance = steps.append
+    cfg = FinetuneConfig(**RECIPE | {"lr": 1e-9, "epochs": 10, "patience": 2})
+    result = finetune(body_factory(), task, cfg, ctx, "p", 0)
+    assert result["epochs_run"] == 3 and steps.count(1) == 3 * 4  # 32 examples / batch 8 = 4 steps per epoch
+    assert sum(steps) == 10 * 4  # the 7 skipped epochs complete the bar at once
+
+
+def test_test_set_is_evaluated_once_from_the_best_dev_epochs_weights(tokenizer, tmp_path, monkeypatch):
+    from pretrainer.finetune import recipe
+
+    task = encode_task(make_task("classification", n=160), tokenizer, 32)
+    seen = []  # (split, fingerprint of the weights it was evaluated with)
+    evaluate = recipe.evaluate
+
+    def recording_evaluate(model, task_, data, batch_size, ctx):
+        split = "test" if data is task.test else "dev"
+        seen.append((split, sum(float(p.detach().double().sum()) for p in model.parameters())))
+        return evaluate(model, task_, data, batch_size, ctx)
+
+    monkeypatch.setattr(recipe, "evaluate", recording_evaluate)
+    result = finetune(body_factory(), task, FinetuneConfig(**RECIPE), context(tmp_path), "scratch", seed=0)
+    dev_weights = [weights for split, weights in seen if split == "dev"]
+    tests = [weights for split, weights in seen if split == "test"]
+    assert len(dev_weights) == 8 and len(tests) == 1  # 8 epochs: dev each epoch, test once at the end
+    assert result["best_epoch"] < 8 or len(set(dev_weights)) == 8  # the weights change every epoch
+    assert tests[0] == dev_weights[result["best_epoch"] - 1]  # test scored the best dev epoch's weights
+
+
 def test_encoder_decoder_reads_its_decoder_state_with_bart_pooling(tokenizer, tmp_path):
     task = encode_task(make_task("classification", n=96), tokenizer, 32)
     cfg = FinetuneConfig(**RECIPE | {"pooling": "decoder", "epochs": 2})
@@ -177,7 +209,7 @@ def test_train_runs_seeds_writes_predictions_and_the_summary(compose_config, tmp
     assert len(lines.splitlines()) == 30 and {"text", "label", "prediction"} <= set(first)
 
 
-def test_finetune_command_reuses_a_checkpoint(compose_config, tmp_path):
+def test_finetune_command_reuses_a_checkpoint(compose_config, tmp_path, monkeypatch):
     from pretrainer.finetune.from_checkpoint import finetune_checkpoint
     from pretrainer.pipeline import train
 
@@ -185,7 +217,10 @@ def test_finetune_command_reuses_a_checkpoint(compose_config, tmp_path):
     train(compose_config("data.num_documents=200", "finetune=none"), pretrained)
     cfg = compose_config(f"init={pretrained}", "finetune.tasks=[sentiment]", "finetune.train_size=40",
                          "finetune.eval_size=30", "finetune.epochs=1", "finetune.scratch_baseline=false")
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
     summary = finetune_checkpoint(cfg, tmp_path / "ft")
+    assert threads == [1]  # trainer.num_threads=1 (the test preset) is honoured, as by `train`
     assert summary["init"].endswith("step_00000004.pt") and "scratch" not in summary["finetune"]["sentiment"]
     assert (tmp_path / "ft" / "summary.json").is_file()
     (pretrained / "tokenizer" / "tokenizer.json").write_text(

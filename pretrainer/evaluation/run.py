@@ -54,7 +54,7 @@ def evaluate_init(cfg: Config, run_dir: Path) -> dict[str, Any]:
         if not pair_suite(cfg.zero_shot, "none", 0) and cfg.zero_shot.suite == "none":  # checked before the model
             raise _no_pairs()
         device = resolve_device(cfg.trainer.device)
-        scorer, tokenizer, described, data = _load_scorer(cfg.init, device)
+        scorer, tokenizer, described, data = load_scorer(cfg.init, device)
         # auto: the embedded pairs for a model pretrained on the embedded corpus (held out from its seed's text)
         suite = pair_suite(cfg.zero_shot, data.get("source", "none"), data.get("seed", cfg.data.seed))
         if not suite:
@@ -76,7 +76,7 @@ def _no_pairs() -> ConfigError:
                        "zero_shot.suite=synthetic (the embedded grammar's pairs)")
 
 
-def _load_scorer(init: str, device: torch.device) -> tuple[SentenceScorer, Tokenizer, str, dict[str, Any]]:
+def load_scorer(init: str, device: torch.device) -> tuple[SentenceScorer, Tokenizer, str, dict[str, Any]]:
     """(scorer, tokenizer, a description, the data config it was pretrained on ({}: unknown))."""
     path = Path(init).expanduser()
     if (path / "config.json").is_file():

@@ -40,6 +40,8 @@ def finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
 
 def _finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
     clock = Stopwatch()
+    if cfg.trainer.num_threads:  # as `pretrainer train` does: a shared machine can cap the threads
+        torch.set_num_threads(cfg.trainer.num_threads)
     tasks = load_tasks(cfg.finetune)  # checked before the checkpoint is read
     source = _load_init(cfg.init)
     tokenizer, arch = source.tokenizer, source.arch

@@ -44,6 +44,7 @@ class FinetuneContext:
     bf16: bool
     pad_id: int
     logger: RunLogger
+    advance: Callable[[int], None] = lambda steps: None  # progress: called with the optimizer steps just taken
 
 
 def finetune(make_body: Callable[[], nn.Module], task: EncodedTask, cfg: FinetuneConfig, ctx: FinetuneContext,
@@ -59,19 +60,24 @@ def finetune(make_body: Callable[[], nn.Module], task: EncodedTask, cfg: Finetun
     optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.999))
     scheduler = build_schedule(optimizer, "linear", max(1, int(cfg.warmup_ratio * total)), total, 0.0)
     primary = task.metrics[0]
-    best: dict[str, Any] = {"dev": {primary: -np.inf}, "best_epoch": 0}
+    best: dict[str, Any] = {}
+    best_weights: dict[str, torch.Tensor] = {}
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
         train_loss = _train_epoch(model, task, cfg, ctx, optimizer, scheduler, seed, epoch)
         dev, dev_predictions = evaluate(model, task, task.dev, cfg.batch_size, ctx)
         ctx.logger.log({"phase": "finetune", "task": task.name, "init": init_name, "seed": seed, "step": epoch,
                         "loss": train_loss, **{f"dev_{k}": v for k, v in dev.items()}})
-        if dev[primary] > best["dev"][primary]:
+        if not best_weights or dev[primary] > best["dev"][primary]:  # the first epoch counts even with a NaN score
             best = {"dev": dev, "best_epoch": epoch, "predictions": {"dev": dev_predictions}}
-            for split, data in {"test": task.test, **task.extra_eval}.items():
-                best[split], best["predictions"][split] = evaluate(model, task, data, cfg.batch_size, ctx)
+            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         elif cfg.patience is not None and epoch - best["best_epoch"] >= cfg.patience:
             break
+    ctx.advance(steps_per_epoch * (cfg.epochs - epoch))  # the epochs early stopping skipped
+    # Test (and any extra set) once, from the best dev epoch's weights: not at every dev improvement.
+    model.load_state_dict(best_weights)
+    for split, data in {"test": task.test, **task.extra_eval}.items():
+        best[split], best["predictions"][split] = evaluate(model, task, data, cfg.batch_size, ctx)
     return best | {"epochs_run": epoch}
 
 
@@ -97,6 +103,7 @@ def _train_epoch(model: TaskModel, task: EncodedTask, cfg: FinetuneConfig, ctx: 
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        ctx.advance(1)
     return float(np.mean(losses))
 
 

@@ -7,6 +7,7 @@ best epoch go to `<run dir>/predictions/<task>/<init>/seed<k>/<split>.jsonl`.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from pretrainer.finetune.metrics import glue_score
 from pretrainer.finetune.recipe import EncodedTask, FinetuneContext, finetune
 from pretrainer.finetune.tasks import chance_score
 from pretrainer.hashing import write_text_atomic
-from pretrainer.loggers import Stopwatch, info
+from pretrainer.loggers import ProgressBar, Stopwatch, info
 from pretrainer.models import build_body
 
 BodyFactory = Callable[[], nn.Module]
@@ -35,29 +36,48 @@ def finetune_all(cfg: FinetuneConfig, tasks: list[TaskSplits], tokenizer: Tokeni
     """`tasks` as `load_tasks(cfg)` gave them (loaded, and so checked, before pretraining);
     `inits` maps an init name ("pretrained", "scratch") to a function building that body."""
     results: dict[str, Any] = {}
-    for task in tasks:
-        encoded = encode_task(task, tokenizer, cfg.max_length)
-        result: dict[str, Any] = {"kind": task.kind, "metrics": list(task.metrics), "num_labels": task.num_labels,
-                                  "chance": chance_score(task), "train_size": len(task.train),
-                                  "empty_texts": task.empty_texts}
-        if task.empty_texts:
-            info(f"{task.name}: {task.empty_texts} example(s) with an empty text (kept)")
-        for init_name, make_body in inits.items():
-            runs = []
-            for seed in cfg.run_seeds():
-                clock = Stopwatch()
-                run = finetune(make_body, encoded, cfg, ctx, init_name, seed)
-                run["wall_time_s"] = clock.elapsed()
-                if cfg.save_predictions:
-                    _write_predictions(run_dir / "predictions" / task.name / init_name / f"seed{seed}",
-                                       run.pop("predictions"), encoded)
-                run.pop("predictions", None)
-                runs.append(run | {"seed": seed})
-                info(f"fine-tuned {task.name} ({init_name}, seed {seed}): test {task.metrics[0]} "
-                     f"{run['test'][task.metrics[0]]:.3f} in {clock.elapsed():.1f}s")
-            result[init_name] = aggregate(runs)
-        results[task.name] = result
+    bar = _announce(cfg, tasks, len(inits))
+    ctx = replace(ctx, advance=bar.advance)
+    try:
+        for task in tasks:
+            results[task.name] = _finetune_task(cfg, task, tokenizer, inits, ctx, run_dir)
+    finally:
+        bar.close()
     return results
+
+
+def _announce(cfg: FinetuneConfig, tasks: list[TaskSplits], num_inits: int) -> ProgressBar:
+    """Say how much fine-tuning is ahead (optimizer steps; the bar's ETA gives the time)."""
+    steps = sum(-(-len(task.train) // cfg.batch_size) for task in tasks) * cfg.epochs * num_inits * len(cfg.run_seeds())
+    info(f"fine-tuning {len(tasks)} task(s) x {num_inits} init(s) x {len(cfg.run_seeds())} seed(s): up to "
+         f"{steps:,} steps ({cfg.epochs} epochs of batch {cfg.batch_size})")
+    return ProgressBar("fine-tune", steps)
+
+
+def _finetune_task(cfg: FinetuneConfig, task: TaskSplits, tokenizer: Tokenizer, inits: dict[str, BodyFactory],
+                   ctx: FinetuneContext, run_dir: Path) -> dict[str, Any]:
+    """One task from every init, once per seed: the aggregated result."""
+    encoded = encode_task(task, tokenizer, cfg.max_length)
+    result: dict[str, Any] = {"kind": task.kind, "metrics": list(task.metrics), "num_labels": task.num_labels,
+                              "chance": chance_score(task), "train_size": len(task.train),
+                              "empty_texts": task.empty_texts}
+    if task.empty_texts:
+        info(f"{task.name}: {task.empty_texts} example(s) with an empty text (kept)")
+    for init_name, make_body in inits.items():
+        runs = []
+        for seed in cfg.run_seeds():
+            clock = Stopwatch()
+            run = finetune(make_body, encoded, cfg, ctx, init_name, seed)
+            run["wall_time_s"] = clock.elapsed()
+            if cfg.save_predictions:
+                _write_predictions(run_dir / "predictions" / task.name / init_name / f"seed{seed}",
+                                   run.pop("predictions"), encoded)
+            run.pop("predictions", None)
+            runs.append(run | {"seed": seed})
+            info(f"fine-tuned {task.name} ({init_name}, seed {seed}): test {task.metrics[0]} "
+                 f"{run['test'][task.metrics[0]]:.3f} in {clock.elapsed():.1f}s")
+        result[init_name] = aggregate(runs)
+    return result
 
 
 def body_inits(arch: ArchConfig, vocab_size: int, pretrained: dict[str, torch.Tensor],
