@@ -21,13 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-import hydra
+# OpenMP threads that spin while waiting take the CPU from anything else running: on a shared
+# 2-core machine, 2 spinning threads trained at 973 tok/s against 22,102 with sleeping ones
+# (scripts/bench_cpu_threads.py). Sleep unless the user chose; set before torch loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pretrainer.cli_inspect import fill_mask_command, generate_command
+from pretrainer.cli_models import export_command, fill_mask_command, generate_command
 from pretrainer.config import Config, ConfigError
 from pretrainer.config_tree import reject_unknown_fields
 from pretrainer.errors import Interrupted, RunDirError, UserError
@@ -379,19 +384,6 @@ def fail(error: Exception, command: str | None = None) -> NoReturn:
     kind = "config error: " if type(error) is ConfigError else ""  # subclasses (file errors) say what they are
     print(f"pretrainer{' ' + command if command else ''}: {kind}{error}", file=sys.stderr)
     raise SystemExit(getattr(error, "exit_code", 2)) from None
-
-
-def export_command(args: list[str]) -> None:
-    """`pretrainer export RUN_DIR [--out DIR]`."""
-    parsed = run_dir_parser("export", "Write a run as a transformers model (BERT masked LM, GPT-2 LM or T5) "
-                            "with its tokenizer.", "output directory (default: RUN_DIR/hf)").parse_args(args)
-    from pretrainer.interop import export_hf
-
-    try:
-        out = export_hf(parsed.run_dir, parsed.out or parsed.run_dir / "hf")
-    except (UserError, ValueError, FileNotFoundError, ImportError) as error:
-        fail(error, "export")
-    print(f"wrote {out}")
 
 
 def report_command(args: list[str]) -> None:

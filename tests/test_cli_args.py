@@ -37,3 +37,17 @@ def test_a_sweep_with_cfg_job_prints_every_jobs_config(capsys, tmp_path, monkeyp
     assert "# job 1: seed=0 trainer.lr=0.01" in out and "# job 2: seed=1 trainer.lr=0.01" in out
     assert out.count("lr: 0.01") == 2 and "\nseed: 1\n" in out
     assert not (tmp_path / "multirun").exists()  # printing runs nothing
+
+
+def test_the_cli_lets_openmp_threads_sleep_unless_the_user_chose():
+    """OMP_WAIT_POLICY=PASSIVE is set before torch (and OpenMP) loads; a user's own value stays."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import os, sys; import pretrainer.cli; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for chosen, expected in ((None, "PASSIVE False"), ("ACTIVE", "ACTIVE False")):
+        run_env = env | ({"OMP_WAIT_POLICY": chosen} if chosen else {})
+        result = subprocess.run([sys.executable, "-c", probe], env=run_env, capture_output=True, text=True, timeout=60)
+        assert result.stdout.strip() == expected, result.stderr

@@ -9,6 +9,7 @@ uniform (so a missing score scale or a swapped q/k shows).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -67,13 +68,18 @@ def write_tokenizer(path: Path) -> None:
     tokenizer.save(str(path))
 
 
-def make_run(run_dir: Path, arch: ArchConfig, objective: str | None = None) -> PretrainingModel:
-    """A run dir holding a random (seeded) pretraining model's checkpoint and a tokenizer."""
+def make_run(run_dir: Path, arch: ArchConfig, objective: str | None = None,
+             adjust: Callable[[PretrainingModel], None] | None = None) -> PretrainingModel:
+    """A run dir holding a random (seeded) pretraining model's checkpoint and a tokenizer;
+    `adjust` changes the model's weights before they are saved."""
     objective_cfg = ObjectiveConfig(name=objective or OBJECTIVE[arch.name])
     torch.manual_seed(0)
     body = build_body(arch, VOCAB)
     model = PretrainingModel(body, build_objective(objective_cfg, body, SPECIAL, VOCAB))
     perturb_norms(model)
+    if adjust is not None:
+        with torch.no_grad():
+            adjust(model)
     save_checkpoint(run_dir / "checkpoints", 0, {
         "model": model.state_dict(), "config": {"arch": asdict(arch), "objective": asdict(objective_cfg)}}, keep=1)
     write_tokenizer(run_dir / "tokenizer" / "tokenizer.json")
@@ -173,10 +179,11 @@ def test_export_then_import_restores_every_weight(tmp_path):
 
 
 REFUSED = {
-    "pre-LN rotary encoder": (replace(BERT, norm_position="pre", positions="rotary"), None,
-                              ["arch.norm_position=pre (BertForMaskedLM needs post)",
-                               "arch.positions=rotary (BertForMaskedLM needs learned)"]),
-    "electra's generator head": (BERT, "electra", ["objective.name=electra (BertForMaskedLM needs the body's own"]),
+    "post-LN rotary encoder": (replace(BERT, positions="rotary"), None,
+                               ["arch.positions=rotary (BertForMaskedLM needs learned)"]),
+    "pre-LN rotary rmsnorm encoder": (replace(BERT, norm_position="pre", positions="rotary", norm="rmsnorm"), None,
+                                      ["arch.positions=rotary (MegatronBertForMaskedLM needs learned)",
+                                       "arch.norm=rmsnorm (MegatronBertForMaskedLM needs layernorm)"]),
     "rmsnorm swiglu decoder": (replace(GPT2, norm="rmsnorm", activation="swiglu", bias=False), None,
                                ["arch.norm=rmsnorm (GPT2LMHeadModel needs layernorm)",
                                 "arch.activation=swiglu (GPT2LMHeadModel needs gelu)",

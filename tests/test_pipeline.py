@@ -234,7 +234,7 @@ def test_cli_export_writes_a_transformers_directory_or_names_the_differing_field
     exported = run_cli("export", str(run), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr[-2000:]
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (run / "hf").iterdir()}
-    pre_ln = tmp_path / "pre"
-    train(compose_config("data.num_documents=200", "finetune=none"), pre_ln)
-    refused = run_cli("export", str(pre_ln), cwd=tmp_path)
-    assert refused.returncode == 2 and "arch.norm_position=pre" in refused.stderr
+    rotary = tmp_path / "rotary"
+    train(compose_config("arch.positions=rotary", "data.num_documents=200", "finetune=none"), rotary)
+    refused = run_cli("export", str(rotary), cwd=tmp_path)
+    assert refused.returncode == 2 and "arch.positions=rotary" in refused.stderr

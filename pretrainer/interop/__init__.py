@@ -1,5 +1,5 @@
-"""Hugging Face `transformers` interop: export runs as BERT / GPT-2 / T5 checkpoints and
-import those into our models, with identical logits (see `pretrainer.interop.hf`).
+"""Hugging Face `transformers` interop: export runs as BERT / MegatronBERT / ELECTRA / GPT-2 /
+T5 checkpoints and import those into our models, with identical logits (see `pretrainer.interop.hf`).
 
 Needs the optional `hf` extra (`pip install 'pretrainer[hf]'`); transformers is imported
 only when a function is called.

@@ -50,30 +50,48 @@ def body_rules(n_layer: int, prefix: str = "") -> list[Rule]:
 
 
 def export_problems(arch: ArchConfig, head_state: dict[str, torch.Tensor], objective: str) -> list[str]:
-    problems = arch_mismatches(arch, REQUIRED, MODEL)
+    return arch_mismatches(arch, REQUIRED, MODEL) + mlm_head_problems(arch, head_state, objective, MODEL)
+
+
+def mlm_head_problems(arch: ArchConfig, head_state: dict[str, torch.Tensor], objective: str, model: str) -> list[str]:
+    """The objective's head must be BERT's MLM head on the body's own width (also MegatronBERT's)."""
     transform = head_state.get("transform.0.weight")  # (C, C_in): C_in is a narrower ELECTRA generator's width
     if transform is None or "bias" not in head_state or transform.shape[1] != arch.d_model:
-        problems.append(f"objective.name={objective} ({MODEL} needs the body's own MLM head: {MLM_OBJECTIVES})")
-    return problems
+        return [f"objective.name={objective} ({model} needs the body's own MLM head: {MLM_OBJECTIVES})"]
+    return []
 
 
 def hf_config(arch: ArchConfig, vocab_size: int, special: SpecialIds) -> dict:
+    return {"architectures": [MODEL], "model_type": "bert", "position_embedding_type": "absolute",
+            **shared_config(arch, vocab_size, special)}
+
+
+def shared_config(arch: ArchConfig, vocab_size: int, special: SpecialIds) -> dict:
+    """The config fields BERT, MegatronBERT and ELECTRA name alike."""
     return {
-        "architectures": [MODEL], "model_type": "bert", "vocab_size": vocab_size,
-        "hidden_size": arch.d_model, "num_hidden_layers": arch.n_layer, "num_attention_heads": arch.n_head,
-        "intermediate_size": arch.d_ff, "hidden_act": "gelu", "max_position_embeddings": arch.max_len,
-        "type_vocab_size": 2, "layer_norm_eps": arch.norm_eps, "initializer_range": arch.init_std,
-        "hidden_dropout_prob": arch.dropout, "attention_probs_dropout_prob": arch.dropout,
-        "position_embedding_type": "absolute", "pad_token_id": special.pad,
+        "vocab_size": vocab_size, "hidden_size": arch.d_model, "num_hidden_layers": arch.n_layer,
+        "num_attention_heads": arch.n_head, "intermediate_size": arch.d_ff, "hidden_act": "gelu",
+        "max_position_embeddings": arch.max_len, "type_vocab_size": 2, "layer_norm_eps": arch.norm_eps,
+        "initializer_range": arch.init_std, "hidden_dropout_prob": arch.dropout,
+        "attention_probs_dropout_prob": arch.dropout, "pad_token_id": special.pad,
         "tie_word_embeddings": arch.tie_embeddings,
     }
 
 
 def export_state(arch: ArchConfig, body: dict[str, torch.Tensor], head: dict[str, torch.Tensor]) -> dict:
-    body = dict(body)
-    if "seg_emb.weight" not in body:  # no segments: zero token-type rows add nothing, for either type
-        body["seg_emb.weight"] = torch.zeros(2, arch.d_model, dtype=body["tok_emb.weight"].dtype)
-    state = to_theirs(body_rules(arch.n_layer, prefix="bert."), body) | to_theirs(HEAD_RULES, head)
+    state = to_theirs(body_rules(arch.n_layer, prefix="bert."), with_token_types(arch, body))
+    return state | mlm_head_state(head)
+
+
+def with_token_types(arch: ArchConfig, body: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """BERT-style embeddings always add a token-type row: without our segments, zero rows add nothing."""
+    if "seg_emb.weight" in body:
+        return body
+    return body | {"seg_emb.weight": torch.zeros(2, arch.d_model, dtype=body["tok_emb.weight"].dtype)}
+
+
+def mlm_head_state(head: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state = to_theirs(HEAD_RULES, head)
     state["cls.predictions.bias"] = state["cls.predictions.decoder.bias"].clone()
     return state
 
@@ -99,11 +117,11 @@ def import_problems(config) -> list[str]:
     return problems
 
 
-def import_arch(config, tied: bool, segments: bool) -> ArchConfig:
+def import_arch(config, tied: bool, segments: bool, norm_position: str = "post") -> ArchConfig:
     return ArchConfig(
         name="encoder", n_layer=config.num_hidden_layers, d_model=config.hidden_size,
         n_head=config.num_attention_heads, d_ff=config.intermediate_size, dropout=config.hidden_dropout_prob,
-        max_len=config.max_position_embeddings, norm_position="post", norm="layernorm",
+        max_len=config.max_position_embeddings, norm_position=norm_position, norm="layernorm",
         norm_eps=config.layer_norm_eps, positions="learned", activation="gelu", bias=True,
         init_std=config.initializer_range, scaled_residual_init=False, tie_embeddings=tied,
         segment_embeddings=segments)
@@ -111,16 +129,21 @@ def import_arch(config, tied: bool, segments: bool) -> ArchConfig:
 
 def import_state(config, state: dict[str, torch.Tensor], prefix: str) -> tuple[ArchConfig, dict, dict | None, set]:
     """HF state dict -> (arch, our body state, our MLM head state or None, HF keys used)."""
-    rules = body_rules(config.num_hidden_layers, prefix)
+    return import_encoder(config, state, body_rules(config.num_hidden_layers, prefix), "post")
+
+
+def import_encoder(config, state: dict[str, torch.Tensor], rules: list[Rule],
+                   norm_position: str) -> tuple[ArchConfig, dict, dict | None, set]:
+    """`import_state` for any BERT-shaped encoder whose body keys `rules` lists (BERT, MegatronBERT, ELECTRA)."""
     body = to_ours(rules, state)
     used = consumed(rules)
     segments = fold_token_types(body)
     head, tied = None, bool(config.tie_word_embeddings)
-    if "cls.predictions.decoder.weight" in state:  # BertForMaskedLM, not BertModel
+    if "cls.predictions.decoder.weight" in state:  # a masked LM, not a base model
         head = to_ours(HEAD_RULES, state)
         used |= consumed(HEAD_RULES) | {"cls.predictions.bias"}
         tied = torch.equal(head["embedding.weight"], body["tok_emb.weight"])
-    return import_arch(config, tied, segments), body, head, used
+    return import_arch(config, tied, segments, norm_position), body, head, used
 
 
 def fold_token_types(body: dict[str, torch.Tensor]) -> bool:

@@ -10,6 +10,7 @@ checkpoints use `gelu_new` (tanh form), which our non-gated GELU does not offer.
 from __future__ import annotations
 
 import torch
+from tokenizers import processors
 
 from pretrainer.config import ArchConfig
 from pretrainer.interop.rules import (
@@ -21,7 +22,7 @@ from pretrainer.interop.rules import (
     to_ours,
     to_theirs,
 )
-from pretrainer.tokenization import SpecialIds
+from pretrainer.tokenization import CLS, SEP, SPECIAL_TOKENS, SpecialIds
 
 MODEL = "GPT2LMHeadModel"
 REQUIRED = {"name": "decoder", "norm_position": "pre", "norm": "layernorm", "positions": "learned",
@@ -65,6 +66,20 @@ def hf_config(arch: ArchConfig, vocab_size: int, special: SpecialIds) -> dict:
 
 def export_state(arch: ArchConfig, body: dict[str, torch.Tensor], head: dict[str, torch.Tensor]) -> dict:
     return to_theirs(body_rules(arch.n_layer, prefix="transformer."), body) | to_theirs(HEAD_RULES, head)
+
+
+def prompt_template() -> processors.TemplateProcessing:
+    """The exported tokenizer's post-processor: `[CLS] A` and `[CLS] A [SEP] B`.
+
+    Pretraining puts `[CLS]` at position 0 of every row (`pretrainer.data.blocks`) and `[SEP]`
+    after every document, so `[CLS]` is the start the model knows (our zero-shot scoring
+    starts text with it too), and a trailing `[SEP]` would tell it the text has ended: the
+    classification template `[CLS] A [SEP]` made `generate()` begin a new document. Between
+    two texts `[SEP]` stays the document boundary it was in pretraining.
+    """
+    return processors.TemplateProcessing(
+        single=f"{CLS} $A", pair=f"{CLS} $A {SEP} $B:1",
+        special_tokens=[(CLS, SPECIAL_TOKENS.index(CLS)), (SEP, SPECIAL_TOKENS.index(SEP))])
 
 
 # ---- import ----------------------------------------------------------------------------------------------------

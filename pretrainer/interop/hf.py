@@ -2,10 +2,15 @@
 
 The standard variants map one to one, weight for weight:
     arch=encoder, post-LN, LayerNorm, learned positions, GELU, biases, MLM head -> BertForMaskedLM
+    arch=encoder, pre-LN, LayerNorm, learned positions, GELU, biases, MLM head  -> MegatronBertForMaskedLM
+    the same encoders trained with objective=electra, post-LN                   -> ElectraForPreTraining
+                                                      pre-LN (encoder only)     -> MegatronBertModel
     arch=decoder, pre-LN, LayerNorm, learned positions, GELU, biases           -> GPT2LMHeadModel
     arch=encoder_decoder, pre-LN, RMSNorm, T5 relative bias, no biases         -> T5ForConditionalGeneration
 Anything else is refused with the fields that differ. The per-family weight tables live
-in `bert.py`, `gpt2.py` and `t5.py`; the equality of logits is checked in tests/test_interop.py.
+in `bert.py`, `megatron_bert.py`, `electra.py`, `gpt2.py` and `t5.py`; the equality of
+logits is checked in tests/test_interop*.py. A decoder's tokenizer is exported for
+prompting: `[CLS]` (the start of every pretraining row) before the text, nothing after it.
 `transformers` stays optional (`pip install pretrainer[hf]`): it is imported when called.
 """
 
@@ -14,22 +19,26 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import warnings
 from dataclasses import fields
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 
 from pretrainer.config import ArchConfig
-from pretrainer.interop import bert, gpt2, t5
+from pretrainer.interop import bert, electra, gpt2, megatron_bert, t5
 from pretrainer.models import LMHead, build_body
 from pretrainer.tokenization import SpecialIds
 from pretrainer.tokenization.special import CLS, MASK, PAD, SEP, UNK
 from pretrainer.training.checkpoint import body_state_dict, model_state, resolve_checkpoint
 
-EXPORTERS = {"encoder": bert, "decoder": gpt2, "encoder_decoder": t5}  # by arch.name
-IMPORTERS = {"bert": bert, "gpt2": gpt2, "t5": t5}  # by the HF config's model_type
+EXPORTERS = {"encoder": bert, "decoder": gpt2, "encoder_decoder": t5}  # by arch.name (see `exporter`)
+IMPORTERS = {"bert": bert, "megatron-bert": megatron_bert, "electra": electra, "gpt2": gpt2,
+             "t5": t5}  # by the HF config's model_type
 
 
 class HFImport(NamedTuple):
@@ -60,11 +69,11 @@ def export_hf(run_dir: Path, out_dir: Path) -> Path:
     _, payload, _ = resolve_checkpoint(str(run_dir))
     arch = arch_from_dict(payload["config"]["arch"])
     objective = payload["config"]["objective"]["name"]
-    family = EXPORTERS[arch.name]
-    body, head = body_state_dict(payload), head_state_dict(payload)
+    family, head_module = exporter(arch, objective)
+    body, head = body_state_dict(payload), head_state_dict(payload, head_module)
     problems = family.export_problems(arch, head, objective)
-    if problems:
-        raise ValueError(f"cannot export {run_dir} as {family.MODEL}: " + "; ".join(problems))
+    if problems:  # each problem names the transformers class that needs the value
+        raise ValueError(f"cannot export {run_dir}: " + "; ".join(problems))
     tokenizer_file = run_dir / "tokenizer" / "tokenizer.json"
     special = special_ids(tokenizer_file)
 
@@ -72,9 +81,20 @@ def export_hf(run_dir: Path, out_dir: Path) -> Path:
     vocab_size = body["tok_emb.weight"].shape[0]
     _write_json(out_dir / "config.json", family.hf_config(arch, vocab_size, special))
     save_file(family.export_state(arch, body, head), str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-    shutil.copyfile(tokenizer_file, out_dir / "tokenizer.json")
+    export_tokenizer(tokenizer_file, out_dir / "tokenizer.json", arch)
     _write_json(out_dir / "tokenizer_config.json", tokenizer_config(arch.max_len))
+    if family is electra and arch.norm_position == "pre":
+        warnings.warn(electra.PRE_LN_NOTE, stacklevel=2)
     return out_dir
+
+
+def exporter(arch: ArchConfig, objective: str) -> tuple[ModuleType, str]:
+    """(the family module that writes this run, the objective module whose weights are its head)."""
+    if arch.name == "encoder" and objective == "electra":
+        return electra, electra.HEAD_MODULE
+    if arch.name == "encoder" and arch.norm_position == "pre":
+        return megatron_bert, "head"
+    return EXPORTERS[arch.name], "head"
 
 
 def arch_from_dict(raw: dict[str, Any]) -> ArchConfig:
@@ -82,9 +102,9 @@ def arch_from_dict(raw: dict[str, Any]) -> ArchConfig:
     return ArchConfig(**{f.name: raw[f.name] for f in fields(ArchConfig) if f.name in raw})
 
 
-def head_state_dict(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The objective's LM head weights (`objective.head.*`), as an `LMHead` state dict."""
-    prefix = "objective.head."
+def head_state_dict(payload: dict[str, Any], module: str = "head") -> dict[str, torch.Tensor]:
+    """The objective's head weights (`objective.MODULE.*`): by default its LM head, an `LMHead` state dict."""
+    prefix = f"objective.{module}."
     return {k[len(prefix):]: v for k, v in model_state(payload).items() if k.startswith(prefix)}
 
 
@@ -92,6 +112,17 @@ def special_ids(tokenizer_file: Path) -> SpecialIds:
     from pretrainer.tokenization import read_tokenizer
 
     return SpecialIds.of(read_tokenizer(tokenizer_file))
+
+
+def export_tokenizer(source: Path, target: Path, arch: ArchConfig) -> None:
+    """Our tokenizer.json; a decoder's with `gpt2.prompt_template`, so that an encoded prompt
+    ends with its last token and `generate()` continues it rather than starting a document."""
+    if arch.name != "decoder":
+        shutil.copyfile(source, target)
+        return
+    tokenizer = Tokenizer.from_file(str(source))
+    tokenizer.post_processor = gpt2.prompt_template()
+    tokenizer.save(str(target))
 
 
 def tokenizer_config(max_len: int) -> dict:
@@ -110,8 +141,10 @@ def _write_json(path: Path, data: dict) -> None:
 
 def load_hf_model(hf_dir: Path) -> HFImport:
     """Build our body (and LM head weights) from a local transformers directory holding a
-    BertForMaskedLM / BertModel, GPT2LMHeadModel / GPT2Model or T5ForConditionalGeneration /
-    T5Model; never touches the network. Raises ValueError for other models and options."""
+    BertForMaskedLM / BertModel, MegatronBertForMaskedLM / MegatronBertModel, ElectraForPreTraining /
+    ElectraModel (the discriminator's encoder), GPT2LMHeadModel / GPT2Model or
+    T5ForConditionalGeneration / T5Model; never touches the network. Raises ValueError for
+    other models and options."""
     hf_dir = Path(hf_dir)
     if not hf_dir.is_dir():
         raise FileNotFoundError(f"{hf_dir} is not a local model directory")
@@ -146,7 +179,8 @@ def build_lm_head(imported: HFImport) -> LMHead:
     """Our LM head with the imported weights, sharing the body's embedding when tied."""
     state, arch = imported.head_state, imported.arch
     if state is None:
-        raise ValueError("the imported checkpoint has no LM head (a base model: BertModel, GPT2Model or T5Model)")
+        raise ValueError("the imported checkpoint has no LM head (a base model such as BertModel, GPT2Model or "
+                         "T5Model, or an ELECTRA discriminator)")
     head = LMHead(imported.body.tok_emb, transform="transform.0.weight" in state, tied=arch.tie_embeddings,
                   init_std=arch.init_std, bias="bias" in state, norm_eps=arch.norm_eps)
     head.load_state_dict(state)

@@ -1,5 +1,6 @@
-"""`pretrainer generate` and `pretrainer fill-mask`: look at what a model learned, from the
-command line (plain argparse; torch is imported only when a command runs)."""
+"""The commands that take a model: `pretrainer export` (to transformers), `generate` and
+`fill-mask` (look at what a model learned). Plain argparse; torch is imported only when a
+command runs."""
 
 from __future__ import annotations
 
@@ -69,3 +70,25 @@ def fill_mask_command(args: list[str]) -> None:
             print(f"{MASK_TEXT} {number}: {shown}", file=sys.stdout, flush=True)
     except (UserError, ValueError, FileNotFoundError, ImportError) as error:
         fail(error, "fill-mask")
+
+
+def export_command(args: list[str]) -> None:
+    """`pretrainer export RUN_DIR [--out DIR]`."""
+    from pretrainer.cli import fail, run_dir_parser
+
+    parsed = run_dir_parser("export", "Write a run as a transformers model (BERT or MegatronBERT masked LM, "
+                            "ELECTRA discriminator, GPT-2 LM or T5) with its tokenizer.",
+                            "output directory (default: RUN_DIR/hf)").parse_args(args)
+    import warnings
+
+    from pretrainer.interop import export_hf
+
+    try:
+        with warnings.catch_warnings(record=True) as notes:
+            warnings.simplefilter("always", UserWarning)
+            out = export_hf(parsed.run_dir, parsed.out or parsed.run_dir / "hf")
+    except (UserError, ValueError, FileNotFoundError, ImportError) as error:
+        fail(error, "export")
+    for note in notes:  # what the export left out (a pre-LN ELECTRA's discriminator head), as one line
+        print(f"pretrainer export: note: {note.message}", file=sys.stderr)
+    print(f"wrote {out}")
