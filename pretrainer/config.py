@@ -283,6 +283,7 @@ class FinetuneConfig:
     pooling: str = "mean"  # mean | first ([CLS]); decoder bodies always read the last token; decoder: BART-style
     dropout: float = 0.1  # before the classification head
     scratch_baseline: bool = True  # also fine-tune a randomly initialised body
+    reuse_scratch: bool = True  # a scratch run already computed (same task, recipe, arch, seed, code) is reused
     save_predictions: bool = True  # dev/test predictions to <run dir>/predictions/
     # glue: datasets.load_dataset(hub_name, task) -- a hub name, or a local directory laid out the same way
     hub_name: str = "nyu-mll/glue"

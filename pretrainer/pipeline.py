@@ -20,9 +20,11 @@ from pretrainer.config import Config
 from pretrainer.data.blocks import PackedCorpus, load_or_pack
 from pretrainer.data.sources import open_corpus
 from pretrainer.errors import ConfigError, DivergenceError
+from pretrainer.evaluation.representation import check_pretrained_body
 from pretrainer.evaluation.run import zero_shot_results
 from pretrainer.finetune.recipe import FinetuneContext
 from pretrainer.finetune.run import body_inits, finetune_all, finetune_extras
+from pretrainer.finetune.scratch_cache import ScratchCache
 from pretrainer.finetune.tasks import load_tasks
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import (
@@ -162,14 +164,18 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
             model.load_state_dict(full_state)
             model.to(device)
         zero_shot = zero_shot_results(cfg, model, tokenizer, device)
+        representation = check_pretrained_body(model.body, lambda: build_body(cfg.arch, tokenizer.get_vocab_size()),
+                                               packed.eval, special.pad, cfg.arch.max_len, device, cfg.trainer.seed)
         del model, full_state
 
-        context = FinetuneContext(device, bf16, special.pad, logger)
+        scratch = ScratchCache.of(cache_dir, cfg.finetune, cfg.arch, tokenizer.get_vocab_size(), device.type, bf16)
+        context = FinetuneContext(device, bf16, special.pad, logger, scratch_cache=scratch)
         inits = body_inits(cfg.arch, tokenizer.get_vocab_size(), pretrained_weights, cfg.finetune.scratch_baseline)
         results = finetune_all(cfg.finetune, tasks, tokenizer, inits, context, run_dir)
         summary = _summary(cfg, run_name, run_dir, tokenizer, tokenizer_hash, packed, state, pretrain_seconds, results)
         summary["pretrain"]["budget"] = budget_record(cfg, flops_per_token, state.tokens_seen)
         summary["pretrain"]["processes"] = world.size
+        summary["pretrain"]["representation"] = representation
         if zero_shot is not None:
             summary["zero_shot"] = zero_shot
         summary["wall_time_s"] = clock.elapsed()

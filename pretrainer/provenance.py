@@ -215,6 +215,7 @@ def reproduce_run(stages: list[tuple[Config, int | None]], original_dir: Path,
     if not summary_path.is_file():
         raise RunDirError(f"{summary_path} does not exist: the original run did not finish")
     for cfg, halt_at_step in stages:
+        cfg.finetune.reuse_scratch = False  # a reproduction recomputes everything, scratch baselines included
         rerun = train(cfg, new_dir, halt_at_step=halt_at_step)
     exact = same_machine(original_manifest, read_manifest(new_dir))
     return compare_results(json.loads(summary_path.read_text()), rerun, exact), exact

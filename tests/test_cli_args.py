@@ -51,3 +51,17 @@ def test_the_cli_lets_openmp_threads_sleep_unless_the_user_chose():
         run_env = env | ({"OMP_WAIT_POLICY": chosen} if chosen else {})
         result = subprocess.run([sys.executable, "-c", probe], env=run_env, capture_output=True, text=True, timeout=60)
         assert result.stdout.strip() == expected, result.stderr
+
+
+def test_help_and_printing_the_config_do_not_import_torch(tmp_path):
+    """Start-up stays light on paths that do not train (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    for args in (["--help"], ["train", "--help"], ["train", "--cfg", "job"], ["train", "-m", "seed=0,1", "--cfg", "job"]):
+        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "pretrainer.cli", *args], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+        assert "hydra" in imported or args == ["--help"]  # the import log is read
+        assert "torch" not in imported, args

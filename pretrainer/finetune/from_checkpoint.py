@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 from pretrainer.config import ArchConfig, Config, ConfigError
 from pretrainer.finetune.recipe import FinetuneContext
 from pretrainer.finetune.run import body_inits, finetune_all, finetune_extras
+from pretrainer.finetune.scratch_cache import ScratchCache
 from pretrainer.finetune.tasks import load_tasks
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import RunLogger, Stopwatch, info, print_results_table, write_summary
@@ -51,7 +52,9 @@ def _finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
     device = resolve_device(cfg.trainer.device)
     write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
     with RunLogger(run_dir, cfg.logger, cfg.run_name or run_dir.name, asdict(cfg)) as logger:
-        context = FinetuneContext(device, use_bf16(cfg.trainer.precision, device), _pad_id(tokenizer), logger)
+        bf16 = use_bf16(cfg.trainer.precision, device)
+        scratch = ScratchCache.of(Path(cfg.cache_dir), cfg.finetune, arch, source.vocab_size, device.type, bf16)
+        context = FinetuneContext(device, bf16, _pad_id(tokenizer), logger, scratch_cache=scratch)
         inits = body_inits(arch, source.vocab_size, source.body_state, cfg.finetune.scratch_baseline)
         info(f"fine-tuning {source.path} ({arch.name})")
         results = finetune_all(cfg.finetune, tasks, tokenizer, inits, context, run_dir)

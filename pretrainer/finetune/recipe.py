@@ -21,6 +21,7 @@ from torch import nn
 from pretrainer.config import FinetuneConfig
 from pretrainer.finetune.classifier import EncodedExamples, TaskModel, causal_lm_loss, flat_labels, task_loss
 from pretrainer.finetune.metrics import task_metrics
+from pretrainer.finetune.scratch_cache import ScratchCache
 from pretrainer.loggers import RunLogger
 from pretrainer.training.device import autocast
 from pretrainer.training.optim import build_adamw, build_schedule
@@ -45,6 +46,7 @@ class FinetuneContext:
     pad_id: int
     logger: RunLogger
     advance: Callable[[int], None] = lambda steps: None  # progress: called with the optimizer steps just taken
+    scratch_cache: ScratchCache | None = None  # where scratch baselines are kept for reuse (None: never reused)
 
 
 def finetune(make_body: Callable[[], nn.Module], task: EncodedTask, cfg: FinetuneConfig, ctx: FinetuneContext,

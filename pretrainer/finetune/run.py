@@ -7,8 +7,8 @@ best epoch go to `<run dir>/predictions/<task>/<init>/seed<k>/<split>.jsonl`.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,17 +67,35 @@ def _finetune_task(cfg: FinetuneConfig, task: TaskSplits, tokenizer: Tokenizer, 
         runs = []
         for seed in cfg.run_seeds():
             clock = Stopwatch()
-            run = finetune(make_body, encoded, cfg, ctx, init_name, seed)
-            run["wall_time_s"] = clock.elapsed()
+            run = _reused_or_new(cfg, encoded, make_body, ctx, init_name, seed)
+            run.setdefault("wall_time_s", clock.elapsed())
             if cfg.save_predictions:
                 _write_predictions(run_dir / "predictions" / task.name / init_name / f"seed{seed}",
                                    run.pop("predictions"), encoded)
             run.pop("predictions", None)
             runs.append(run | {"seed": seed})
+            how = "reused from the scratch cache" if run.get("reused") else f"in {clock.elapsed():.1f}s"
             info(f"fine-tuned {task.name} ({init_name}, seed {seed}): test {task.metrics[0]} "
-                 f"{run['test'][task.metrics[0]]:.3f} in {clock.elapsed():.1f}s")
+                 f"{run['test'][task.metrics[0]]:.3f} {how}")
         result[init_name] = aggregate(runs)
     return result
+
+
+def _reused_or_new(cfg: FinetuneConfig, task: EncodedTask, make_body: BodyFactory, ctx: FinetuneContext,
+                  init_name: str, seed: int) -> dict[str, Any]:
+    """One fine-tuning run; a scratch run comes from the scratch cache when it was computed before."""
+    cache = ctx.scratch_cache if init_name == "scratch" and cfg.reuse_scratch else None
+    if cache is None:
+        return finetune(make_body, task, cfg, ctx, init_name, seed)
+    path = cache.path(task.name, [task.train, task.dev, task.test, *task.extra_eval.values()], seed)
+    if (stored := cache.load(path)) is not None:
+        ctx.advance(-(-len(task.train) // cfg.batch_size) * cfg.epochs)
+        return stored | {"reused": True}
+    clock = Stopwatch()
+    run = finetune(make_body, task, cfg, ctx, init_name, seed)
+    run["wall_time_s"] = clock.elapsed()
+    cache.store(path, run)
+    return run
 
 
 def body_inits(arch: ArchConfig, vocab_size: int, pretrained: dict[str, torch.Tensor],

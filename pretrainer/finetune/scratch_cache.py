@@ -1,0 +1,73 @@
+"""Scratch baselines computed once: a randomly initialised body fine-tuned on a task does not
+depend on what was pretrained, so a sweep over objectives (or pretraining settings) would
+repeat the same scratch runs in every job. Each scratch run's result is kept under
+`<cache_dir>/scratch/<key>.json` and reused when the key matches.
+
+The key covers everything the scratch result depends on: the fine-tuning recipe, the body's
+architecture and vocabulary size, the encoded task (token ids and labels of every split, so
+the tokenizer, the data and `max_length` are in it), the seed, the device type and
+precision, and the source of the code that builds and trains the body (a code change
+invalidates the cache). `finetune.reuse_scratch=false` always recomputes. A reused run logs
+no per-epoch lines to metrics.jsonl and says so on the console.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pretrainer.config import ArchConfig, FinetuneConfig
+from pretrainer.finetune.classifier import EncodedExamples
+from pretrainer.hashing import fingerprint, write_text_atomic
+
+# Recipe fields that change what a run writes, not what it computes.
+NOT_IN_KEY = ("tasks", "seeds", "seed", "scratch_baseline", "save_predictions", "reuse_scratch", "hub_name",
+              "train_file", "dev_file", "test_file", "decode_errors")
+_PACKAGE = Path(__file__).resolve().parent.parent
+CODE = ("finetune/classifier.py", "finetune/recipe.py", "finetune/metrics.py", "models", "training/optim.py",
+        "training/device.py")
+
+
+def code_fingerprint() -> str:
+    """A hash of the source that builds, trains and scores a fine-tuned body."""
+    digest = hashlib.sha256()
+    for name in CODE:
+        path = _PACKAGE / name
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def examples_fingerprint(data: EncodedExamples) -> str:
+    return fingerprint(data.ids, data.type_ids, [list(label) if isinstance(label, tuple) else label
+                                                 for label in data.labels])
+
+
+@dataclass(frozen=True)
+class ScratchCache:
+    directory: Path
+    identity: str  # the recipe, architecture, vocabulary, device and code, hashed
+
+    @classmethod
+    def of(cls, cache_dir: Path, cfg: FinetuneConfig, arch: ArchConfig, vocab_size: int, device_type: str,
+           bf16: bool) -> ScratchCache:
+        recipe = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_KEY}
+        return cls(Path(cache_dir).expanduser() / "scratch",
+                   fingerprint(recipe, arch, vocab_size, device_type, bf16, code_fingerprint()))
+
+    def path(self, task_name: str, splits: list[EncodedExamples], seed: int) -> Path:
+        key = fingerprint(self.identity, task_name, [examples_fingerprint(split) for split in splits], seed)
+        return self.directory / f"{task_name}-seed{seed}-{key}.json"
+
+    def load(self, path: Path) -> dict[str, Any] | None:
+        """A stored run, or None (absent, or unreadable: then it is simply recomputed)."""
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def store(self, path: Path, run: dict[str, Any]) -> None:
+        write_text_atomic(path, json.dumps(run))
