@@ -6,8 +6,10 @@ shared machine, and the AdamW step by implementation.
 Each setting is one `pretrainer train` subprocess on the embedded demo (default config,
 `trainer.max_steps=--steps`, no fine-tuning, caches warm), its pretraining tokens/s read from
 summary.json. `--load N` starts N busy processes (a pure-Python spin loop each) beside it,
-as on a shared machine; 0 measures the idle machine only. Wait policies: ACTIVE (OpenMP
-threads spin between parallel regions), PASSIVE (they sleep: no CPU stolen from others).
+as on a shared machine; 0 measures the idle machine only. Wait settings of the OpenMP
+threads between parallel regions: `unset` (libgomp's default: spin a while, then sleep),
+ACTIVE (spin), PASSIVE (sleep at once: no CPU taken from others) and `GOMP_SPINCOUNT=1000`
+(spin 1,000 iterations, then sleep: the CLI's default when neither is set).
 The AdamW part times one optimizer step over the demo model's parameters (1 thread):
 the for-loop, foreach and fused implementations.
 """
@@ -32,11 +34,19 @@ def _spin(stop_at: float) -> None:
         pass
 
 
-def train_tokens_per_s(threads: int, policy: str, steps: int, cache: Path) -> float:
-    """Pretraining tokens/s of a short demo run with `threads` and OMP_WAIT_POLICY=`policy`."""
+# (label, environment): how OpenMP threads wait. The CLI sets GOMP_SPINCOUNT only when
+# OMP_WAIT_POLICY is unset, so "unset" is measured with an empty value (libgomp ignores it).
+WAIT_SETTINGS = (("unset", {"OMP_WAIT_POLICY": ""}), ("ACTIVE", {"OMP_WAIT_POLICY": "ACTIVE"}),
+                 ("PASSIVE", {"OMP_WAIT_POLICY": "PASSIVE"}),
+                 ("GOMP_SPINCOUNT=1000", {"GOMP_SPINCOUNT": "1000"}))
+
+
+def train_tokens_per_s(threads: int, wait: dict[str, str], steps: int, cache: Path) -> float:
+    """Pretraining tokens/s of a short demo run with `threads` and the OpenMP `wait` environment."""
     with tempfile.TemporaryDirectory() as run_dir:
-        env = {**os.environ, "OMP_WAIT_POLICY": policy, "PRETRAINER_CACHE": str(cache)}
-        env.pop("OMP_NUM_THREADS", None)
+        env = {**os.environ, **wait, "PRETRAINER_CACHE": str(cache)}
+        for name in ("OMP_NUM_THREADS", *(k for k in ("GOMP_SPINCOUNT",) if k not in wait)):
+            env.pop(name, None)
         subprocess.run([sys.executable, "-m", "pretrainer.cli", "train", f"trainer.max_steps={steps}",
                         f"trainer.eval_every={steps}", "trainer.eval_batches=1", f"trainer.num_threads={threads}",
                         "finetune=none", "zero_shot.suite=none", f"hydra.run.dir={run_dir}"],
@@ -48,18 +58,18 @@ def thread_table(steps: int, load: int, cache: Path) -> list[dict]:
     rows = []
     for busy in sorted({0, load}):
         for threads in (1, 2):
-            for policy in ("ACTIVE", "PASSIVE"):
+            for label, wait in WAIT_SETTINGS:
                 spinners = [multiprocessing.Process(target=_spin, args=(time.time() + 600,), daemon=True)
                             for _ in range(busy)]
                 for spinner in spinners:
                     spinner.start()
                 try:
-                    rate = train_tokens_per_s(threads, policy, steps, cache)
+                    rate = train_tokens_per_s(threads, wait, steps, cache)
                 finally:
                     for spinner in spinners:
                         spinner.terminate()
-                rows.append({"busy_processes": busy, "threads": threads, "wait_policy": policy, "tokens_per_s": rate})
-                print(f"busy {busy}  threads {threads}  {policy:<7}  {rate:>9,.0f} tok/s", flush=True)
+                rows.append({"busy_processes": busy, "threads": threads, "wait": label, "tokens_per_s": rate})
+                print(f"busy {busy}  threads {threads}  {label:<20}  {rate:>9,.0f} tok/s", flush=True)
     return rows
 
 

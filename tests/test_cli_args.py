@@ -39,17 +39,21 @@ def test_a_sweep_with_cfg_job_prints_every_jobs_config(capsys, tmp_path, monkeyp
     assert not (tmp_path / "multirun").exists()  # printing runs nothing
 
 
-def test_the_cli_lets_openmp_threads_sleep_unless_the_user_chose():
-    """OMP_WAIT_POLICY=PASSIVE is set before torch (and OpenMP) loads; a user's own value stays."""
+def test_the_cli_bounds_openmp_spinning_unless_the_user_chose():
+    """GOMP_SPINCOUNT=1000 is set before torch (and OpenMP) loads, only when neither the wait
+    policy nor the spin count is set; a user's own value stays."""
     import os
     import subprocess
     import sys
 
-    probe = "import os, sys; import pretrainer.cli; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    for chosen, expected in ((None, "PASSIVE False"), ("ACTIVE", "ACTIVE False")):
-        run_env = env | ({"OMP_WAIT_POLICY": chosen} if chosen else {})
-        result = subprocess.run([sys.executable, "-c", probe], env=run_env, capture_output=True, text=True, timeout=60)
+    probe = ("import os, sys; import pretrainer.cli; "
+             "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    cases = (({}, "1000 None False"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "None ACTIVE False"),
+             ({"GOMP_SPINCOUNT": "50"}, "50 None False"))
+    for chosen, expected in cases:
+        result = subprocess.run([sys.executable, "-c", probe], env=env | chosen, capture_output=True, text=True,
+                                timeout=60)
         assert result.stdout.strip() == expected, result.stderr
 
 
@@ -58,7 +62,8 @@ def test_help_and_printing_the_config_do_not_import_torch(tmp_path):
     import subprocess
     import sys
 
-    for args in (["--help"], ["train", "--help"], ["train", "--cfg", "job"], ["train", "-m", "seed=0,1", "--cfg", "job"]):
+    commands = (["--help"], ["train", "--help"], ["train", "--cfg", "job"], ["train", "-m", "seed=0,1", "--cfg", "job"])
+    for args in commands:
         result = subprocess.run([sys.executable, "-X", "importtime", "-m", "pretrainer.cli", *args], cwd=tmp_path,
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr[-2000:]

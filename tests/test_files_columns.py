@@ -39,7 +39,8 @@ def test_without_a_map_the_differently_named_file_fails_naming_the_split_key(tmp
 
 def test_a_pair_task_needs_a_second_text_in_every_split():
     with pytest.raises(ConfigError, match=r"finetune\.columns\.dev\.text_b: train has second text but dev has none"):
-        files_config("a.csv", "b.csv", columns=ColumnMaps(train=SplitColumns(text_b="h"), test=SplitColumns(text_b="h")))
+        pairs = SplitColumns(text_b="h")
+        files_config("a.csv", "b.csv", columns=ColumnMaps(train=pairs, test=pairs))
     with pytest.raises(ConfigError, match=r"finetune\.columns\.dev\.text_b: train has no second text"):
         files_config("a.csv", "b.csv", columns=ColumnMaps(dev=SplitColumns(text_b="h")))
 

@@ -56,7 +56,8 @@ def test_a_decoder_continues_the_prompt_reproducibly(runs):
     assert first == generate(scorer, tokenizer, "the cat", greedy, CPU)  # greedy: one answer
     assert first.startswith("the cat")
     assert len(first.split()) - 2 <= 6  # at most max_new_tokens (a word takes one token or more)
-    sampled = [generate(scorer, tokenizer, "the cat", Decoding(max_new_tokens=12, seed=seed), CPU) for seed in (1, 1, 2)]
+    sampled = [generate(scorer, tokenizer, "the cat", Decoding(max_new_tokens=12, seed=seed), CPU)
+               for seed in (1, 1, 2)]
     assert sampled[0] == sampled[1] and sampled[0] != sampled[2]  # a seed fixes the sample
     with pytest.raises(ConfigError, match="fill-mask needs a masked-LM model"):
         fill_mask(scorer, tokenizer, "the [MASK]", 3, CPU)
