@@ -61,7 +61,7 @@ commands:
   fill-mask  the top tokens for each [MASK] (masked-LM runs): pretrainer fill-mask RUN_DIR "the [MASK] sat ."
   export     write a run as a Hugging Face transformers model: pretrainer export RUN_DIR [--out DIR]
   reproduce  re-run a run from its manifest into a new dir and compare: pretrainer reproduce RUN_DIR
-  report     tables (Markdown, CSV), bootstrap CIs and plots over runs: pretrainer report DIR... [--baseline ROW]
+  report     tables (Markdown, CSV), confidence intervals and plots over runs: pretrainer report DIR... [--baseline ROW]
 
 examples:
   pretrainer train                                  # the embedded demo: MLM encoder, 5 tasks
@@ -393,7 +393,7 @@ def fail(error: Exception, command: str | None = None) -> NoReturn:
 def report_command(args: list[str]) -> None:
     """`pretrainer report DIR... [--baseline ROW]`."""
     parser = argparse.ArgumentParser(prog="pretrainer report", description="Compare the runs under DIRs (mean ± std"
-                                     " over seeds, bootstrap CIs, plots); writes report.md/.csv/PNGs into DIRS[0].")
+                                     " over seeds, t / BCa intervals, plots); writes report.md/.csv/PNGs into DIRS[0].")
     parser.add_argument("dirs", nargs="+", type=Path)
     parser.add_argument("--baseline", default=None, help="row number or part of a row label (default: first row)")
     parsed = parser.parse_args(args)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 from rich.console import Console
 
 from pretrainer.report import ReportError, write_report
-from pretrainer.report.stats import RESAMPLES, bootstrap_paired, bootstrap_unpaired
+from pretrainer.report.stats import BCA, T_INTERVAL, paired_interval, unpaired_interval
 
 # Per configuration, task and init: fine-tuning seed -> test accuracy.
 MLM = {"topic": {"pretrained": {0: 0.80, 1: 0.84, 2: 0.78}, "scratch": {0: 0.60, 1: 0.62, 2: 0.55}},
@@ -76,18 +77,15 @@ def sweep(tmp_path) -> Path:
 
 
 def reference_paired_ci(differences: list[float]) -> tuple[float, float]:
-    """Written independently of the module: one resample per loop iteration, same generator seed."""
-    rng = np.random.default_rng(0)
-    d = np.asarray(differences)
-    means = [rng.choice(d, size=len(d), replace=True).mean() for _ in range(RESAMPLES)]
-    return tuple(np.percentile(means, [2.5, 97.5]))
+    """Fewer than 5 seeds: the t-interval of the mean difference, from scipy's one-sample t-test."""
+    interval = stats.ttest_1samp(differences, 0.0).confidence_interval(0.95)
+    return interval.low, interval.high
 
 
 def reference_unpaired_ci(a: list[float], b: list[float]) -> tuple[float, float]:
-    rng = np.random.default_rng(0)
-    a_means = [rng.choice(a, size=len(a)).mean() for _ in range(RESAMPLES)]
-    b_means = [rng.choice(b, size=len(b)).mean() for _ in range(RESAMPLES)]
-    return tuple(np.percentile(np.array(a_means) - np.array(b_means), [2.5, 97.5]))
+    """Fewer than 5 seeds on a side: Welch's interval, from scipy's two-sample t-test."""
+    interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    return interval.low, interval.high
 
 
 def test_one_row_per_configuration_with_numpy_means(sweep):
@@ -132,7 +130,7 @@ def test_csv_parses_with_one_column_per_value(sweep):
     assert float(rows[0]["final_eval_loss"]) == pytest.approx(np.mean([4.0, 4.2, 3.9]))
 
 
-def test_paired_difference_to_baseline_matches_an_independent_bootstrap(sweep):
+def test_paired_difference_to_baseline_with_three_seeds_is_scipys_t_interval(sweep):
     result = write_report([sweep], console=quiet())
     topic = next(c for c in result.comparisons if c.task == "topic")
     differences = [CLM["topic"]["pretrained"][s] - MLM["topic"]["pretrained"][s] for s in range(3)]
@@ -140,7 +138,8 @@ def test_paired_difference_to_baseline_matches_an_independent_bootstrap(sweep):
     assert topic.difference.paired and topic.difference.n_a == 3
     assert topic.difference.estimate == pytest.approx(np.mean(differences))
     assert (topic.difference.low, topic.difference.high) == pytest.approx(reference_paired_ci(differences))
-    assert min(differences) <= topic.difference.low <= topic.difference.estimate <= topic.difference.high
+    assert topic.difference.method == T_INTERVAL and "t-interval" in (sweep / "report.md").read_text()
+    assert topic.difference.low < min(differences)  # wider than the three values: a bootstrap would not be
 
 
 def test_pretrained_minus_scratch_is_paired_by_seed(sweep):
@@ -289,18 +288,29 @@ def test_budget_kind_and_natural_run_order(tmp_path):
     assert result.rows[0]["budget_kind"] == "flops"
 
 
-def test_bootstrap_intervals_are_reproducible_and_close_to_normal_theory():
+def test_three_seeds_get_a_t_interval_with_its_known_width():
+    """d = 0.1, 0.2, 0.3: mean 0.2, sd 0.1, t(0.975, 2) = 4.3027 -> 0.2 ± 0.2484 (a bootstrap of these
+    three values has 10 distinct resamples and would give about [0.1, 0.3])."""
+    low, high, method = paired_interval([0.1, 0.2, 0.3])
+    assert method == T_INTERVAL
+    assert (low, high) == pytest.approx((0.2 - 0.24841, 0.2 + 0.24841), abs=1e-4)
+    low, high, method = unpaired_interval([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])  # Welch: dof 2.94
+    assert method == T_INTERVAL and (low, high) == pytest.approx((-6.1554, 2.1554), abs=1e-3)
+    assert paired_interval([0.05, 0.05, 0.05]) == (0.05, 0.05, T_INTERVAL)  # no spread, no width
+
+
+def test_five_seeds_or_more_get_a_reproducible_bca_bootstrap_close_to_normal_theory():
     rng = np.random.default_rng(123)
     differences = rng.normal(0.05, 0.02, size=40)
-    low, high = bootstrap_paired(differences)
-    assert (low, high) == bootstrap_paired(differences)
+    low, high, method = paired_interval(differences)
+    assert method == BCA and (low, high, method) == paired_interval(differences)
     half_width = 1.96 * differences.std(ddof=0) / np.sqrt(len(differences))
     assert low == pytest.approx(differences.mean() - half_width, abs=0.15 * half_width)
     assert high == pytest.approx(differences.mean() + half_width, abs=0.15 * half_width)
     a, b = rng.normal(0.8, 0.02, size=30), rng.normal(0.7, 0.03, size=30)
-    low, high = bootstrap_unpaired(a, b)
+    low, high, method = unpaired_interval(a, b)
     half_width = 1.96 * np.sqrt(a.var() / len(a) + b.var() / len(b))
-    assert (low + high) / 2 == pytest.approx(a.mean() - b.mean(), abs=0.15 * half_width)
+    assert method == BCA and (low + high) / 2 == pytest.approx(a.mean() - b.mean(), abs=0.15 * half_width)
     assert high - low == pytest.approx(2 * half_width, rel=0.15)
 
 

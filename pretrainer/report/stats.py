@@ -1,14 +1,17 @@
-"""Differences between configurations with 95% bootstrap confidence intervals over seeds.
+"""Differences between configurations with 95% confidence intervals over seeds.
 
-Why a percentile bootstrap: with three to five seeds a t-interval leans on normality that
-fine-tuning scores (bounded, sometimes bimodal when a seed fails) do not have. Each
-interval draws from a fresh generator with the same seed, so a report is reproducible and
-no number depends on the order in which the comparisons were computed.
+Which interval: with fewer than `MIN_BOOTSTRAP` (5) seeds a bootstrap has too few distinct
+resamples (3 seeds: 10) and its intervals come out far too narrow, so small samples get a
+t-interval — on the per-seed differences when paired, Welch's when not. From 5 seeds on,
+the bias-corrected and accelerated (BCa) bootstrap of `scipy.stats.bootstrap`, which leans
+less on normality (fine-tuning scores are bounded and sometimes bimodal when a seed fails).
+Each `Difference` says which interval it carries. Bootstrap draws come from a fresh
+generator with the same seed, so a report is reproducible and no number depends on the
+order in which the comparisons were computed.
 
 Pairing: two configurations fine-tuned with the same seeds share the task sample, head
-init and data order per seed, so the per-seed differences cancel that noise (paired
-bootstrap). With different seed sets the seeds are independent draws: the bootstrap then
-resamples each side on its own (unpaired). One seed gives no interval at all.
+init and data order per seed, so the per-seed differences cancel that noise. With
+different seed sets the seeds are independent draws (unpaired). One seed gives no interval.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from pretrainer.report.runs import Configuration, Scores
 
 RESAMPLES = 10_000
 RNG_SEED = 0
 CONFIDENCE = 0.95
+MIN_BOOTSTRAP = 5  # seeds per side from which the BCa bootstrap is used instead of a t-interval
+T_INTERVAL, BCA = "t", "BCa bootstrap"
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Difference:
     n_a: int
     n_b: int  # for a paired difference: the number of pairs, as n_a
     note: str = ""  # why there is no interval
+    method: str = ""  # T_INTERVAL or BCA; empty without an interval
 
     @property
     def excludes_zero(self) -> bool | None:
@@ -45,27 +52,42 @@ class Difference:
         return self.low > 0 or self.high < 0
 
 
-def bootstrap_paired(differences: Sequence[float]) -> tuple[float, float]:
-    """Percentile interval of the mean per-seed difference, resampling seeds (pairs) with replacement."""
+def paired_interval(differences: Sequence[float]) -> tuple[float, float, str]:
+    """(low, high, method) for the mean of per-seed differences (at least 2)."""
     d = np.asarray(differences, dtype=float)
-    rng = np.random.default_rng(RNG_SEED)
-    index = rng.integers(0, len(d), size=(RESAMPLES, len(d)))
-    return _percentile_interval(d[index].mean(axis=1))
+    if np.ptp(d) == 0:  # every seed moved by the same amount: nothing to resample, no spread
+        return float(d[0]), float(d[0]), T_INTERVAL if len(d) < MIN_BOOTSTRAP else BCA
+    if len(d) < MIN_BOOTSTRAP:
+        half = stats.t.ppf((1 + CONFIDENCE) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        return float(d.mean() - half), float(d.mean() + half), T_INTERVAL
+    return _bca((d,), lambda x, axis: np.mean(x, axis=axis))
 
 
-def bootstrap_unpaired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Percentile interval of mean(a) - mean(b), resampling each side independently."""
+def unpaired_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, str]:
+    """(low, high, method) for mean(a) - mean(b), each side at least 2 values."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    rng = np.random.default_rng(RNG_SEED)
-    index_a = rng.integers(0, len(x), size=(RESAMPLES, len(x)))
-    index_b = rng.integers(0, len(y), size=(RESAMPLES, len(y)))
-    return _percentile_interval(x[index_a].mean(axis=1) - y[index_b].mean(axis=1))
+    if min(len(x), len(y)) < MIN_BOOTSTRAP:
+        return (*_welch(x, y), T_INTERVAL)
+    if np.ptp(x) == 0 and np.ptp(y) == 0:
+        return float(x[0] - y[0]), float(x[0] - y[0]), BCA
+    return _bca((x, y), lambda p, q, axis: np.mean(p, axis=axis) - np.mean(q, axis=axis))
 
 
-def _percentile_interval(statistics: np.ndarray) -> tuple[float, float]:
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(statistics, [tail, 100 - tail])
-    return float(low), float(high)
+def _welch(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Welch's t-interval for mean(x) - mean(y) (Welch-Satterthwaite degrees of freedom)."""
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    estimate = x.mean() - y.mean()
+    if vx + vy == 0:
+        return float(estimate), float(estimate)
+    dof = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    half = stats.t.ppf((1 + CONFIDENCE) / 2, dof) * np.sqrt(vx + vy)
+    return float(estimate - half), float(estimate + half)
+
+
+def _bca(samples: tuple[np.ndarray, ...], statistic) -> tuple[float, float, str]:
+    result = stats.bootstrap(samples, statistic, n_resamples=RESAMPLES, confidence_level=CONFIDENCE, method="BCa",
+                             vectorized=True, paired=False, rng=np.random.default_rng(RNG_SEED))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high), BCA
 
 
 def paired_difference(a: dict, b: dict, seeds: list) -> Difference:
@@ -75,16 +97,16 @@ def paired_difference(a: dict, b: dict, seeds: list) -> Difference:
     if len(differences) < 2:
         return Difference(estimate, None, None, True, len(differences), len(differences),
                           "undefined: a single seed")
-    low, high = bootstrap_paired(differences)
-    return Difference(estimate, low, high, True, len(differences), len(differences))
+    low, high, method = paired_interval(differences)
+    return Difference(estimate, low, high, True, len(differences), len(differences), method=method)
 
 
 def unpaired_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
     estimate = float(np.mean(a) - np.mean(b))
     if min(len(a), len(b)) < 2:
         return Difference(estimate, None, None, False, len(a), len(b), "undefined: a single seed on one side")
-    low, high = bootstrap_unpaired(a, b)
-    return Difference(estimate, low, high, False, len(a), len(b))
+    low, high, method = unpaired_interval(a, b)
+    return Difference(estimate, low, high, False, len(a), len(b), method=method)
 
 
 def difference_to_baseline(scores: Scores, baseline: Scores) -> Difference:

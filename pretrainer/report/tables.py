@@ -14,7 +14,7 @@ from rich.table import Table as RichTable
 
 from pretrainer.report import zero_shot
 from pretrainer.report.runs import INITS, Configuration, Scores
-from pretrainer.report.stats import CONFIDENCE, RESAMPLES, Comparison, Difference
+from pretrainer.report.stats import CONFIDENCE, MIN_BOOTSTRAP, RESAMPLES, Comparison, Difference
 
 DASH = "—"
 
@@ -53,22 +53,25 @@ def results_table(configs: list[Configuration], varying: list[str], tasks: dict[
 
 def difference_table(title: str, comparisons: list[Comparison], intro: list[str]) -> Table:
     header = ["configuration", "task", "metric", "difference",
-              f"{CONFIDENCE:.0%} CI", "CI excludes 0", "seeds"]
-    rows = [[c.label, c.task, c.metric, f"{c.difference.estimate:+.4f}",
-             _interval(c.difference), _yes_no(c.difference.excludes_zero), _seed_counts(c.difference)]
+              f"{CONFIDENCE:.0%} CI", "interval", "CI excludes 0", "seeds"]
+    rows = [[c.label, c.task, c.metric, f"{c.difference.estimate:+.4f}", _interval(c.difference),
+             c.difference.method or DASH, _yes_no(c.difference.excludes_zero), _seed_counts(c.difference)]
             for c in comparisons]
     return Table(title, header, rows, intro, text_columns=3)
 
 
 def baseline_table(comparisons: list[Comparison], baseline: Configuration) -> Table:
     intro = [f"Pretrained test score minus the baseline's (#{baseline.index}: {baseline.label}). "
-             f"{CONFIDENCE:.0%} percentile bootstrap over seeds ({RESAMPLES:,} resamples, fixed generator seed): "
-             "paired by seed when both configurations ran the same seeds, otherwise unpaired (each side resampled)."]
+             f"{CONFIDENCE:.0%} confidence interval over seeds, paired by seed when both configurations ran the "
+             f"same seeds, otherwise unpaired: with fewer than {MIN_BOOTSTRAP} seeds a t-interval (on the per-seed "
+             "differences; Welch's when unpaired), since a bootstrap of so few values has too few distinct resamples "
+             f"and comes out too narrow; from {MIN_BOOTSTRAP} seeds the BCa bootstrap ({RESAMPLES:,} resamples, "
+             "fixed generator seed). The interval column says which."]
     return difference_table(f"Differences to the baseline #{baseline.index}", comparisons, intro)
 
 
 def gains_table(gains: list[Comparison]) -> Table:
-    intro = ["What pretraining buys: pretrained minus scratch test score, paired by seed, same bootstrap."]
+    intro = ["What pretraining buys: pretrained minus scratch test score, paired by seed, same intervals."]
     return difference_table("Pretrained − scratch", gains, intro)
 
 
