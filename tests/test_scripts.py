@@ -33,3 +33,17 @@ def test_word_groups_cover_every_topic_and_both_polarities():
     groups = load_script("embedding_neighbours").word_groups()
     assert len(groups["topic"]) == 8 and all(len(words) > 30 for words in groups["topic"])
     assert len(groups["polarity"]) == 2 and not set(groups["polarity"][0]) & set(groups["polarity"][1])
+
+
+def test_seed_table_never_pools_different_configurations(tmp_path, capsys):
+    from tests.test_report import write_run
+
+    for job, (objective, seed, pretrained) in enumerate([("mlm", 0, 0.9), ("mlm", 1, 0.7), ("clm", 0, 0.6)]):
+        write_run(tmp_path / str(job), [f"objective={objective}", f"seed={seed}"],
+                  {"topic": {"pretrained": {seed: pretrained}, "scratch": {seed: 0.5}}})
+    load_script("seed_table").main([str(tmp_path)])
+    captured = capsys.readouterr()
+    assert "warning: 2 configurations (differing in objective)" in captured.err
+    mlm, clm = captured.out.split("## objective=mlm")[1].split("## objective=clm")
+    assert "2 runs" in mlm and "| topic | 0.500 | 0.800 ± 0.141 |" in mlm  # the two mlm seeds, not the clm run
+    assert "1 runs" in clm and "| topic | 0.500 | 0.600 ± 0.000 |" in clm
