@@ -65,6 +65,7 @@ commands:
 
 examples:
   pretrainer train                                  # the embedded demo: MLM encoder, 5 tasks
+  pretrainer train debug=fast objective=bart        # a smoke run: every stage once, in seconds
   pretrainer train objective=clm arch=decoder       # the GPT-style counterpart
   pretrainer train -m objective=mlm,clm,t5_span     # sweep; each objective picks its architecture
   pretrainer train objective=t5_span arch=encoder   # fails fast: names the compatible architectures
@@ -474,6 +475,11 @@ def main() -> None:
 def dispatch(args: list[str]) -> None:
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
+        return
+    if args[0] in ("--version", "-V"):
+        from pretrainer import __version__
+
+        print(f"pretrainer {__version__}")
         return
     command, rest = args[0], args[1:]
     if command in PATH_COMMANDS:

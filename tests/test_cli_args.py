@@ -70,3 +70,10 @@ def test_help_and_printing_the_config_do_not_import_torch(tmp_path):
         imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
         assert "hydra" in imported or args == ["--help"]  # the import log is read
         assert "torch" not in imported, args
+
+
+def test_version_prints_the_package_version(capsys):
+    from pretrainer import __version__
+
+    assert invoke_cli("--version") == 0
+    assert capsys.readouterr().out.strip() == f"pretrainer {__version__}"

@@ -238,3 +238,18 @@ def test_cli_export_writes_a_transformers_directory_or_names_the_differing_field
     train(compose_config("arch.positions=rotary", "data.num_documents=200", "finetune=none"), rotary)
     refused = run_cli("export", str(rotary), cwd=tmp_path)
     assert refused.returncode == 2 and "arch.positions=rotary" in refused.stderr
+
+
+def test_debug_fast_runs_every_stage_once(tmp_path, capsys):
+    """`pretrainer train debug=fast`: tokenizer, packing, pretraining with evaluation and a
+    checkpoint, zero-shot pairs, and fine-tuning of every task, from one override."""
+    from tests.faults.conftest import invoke_cli
+
+    run = tmp_path / "run"
+    assert invoke_cli("train", "debug=fast", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}") == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["pretrain"]["steps"] == 20 and len(summary["pretrain"]["eval_losses"]) == 2
+    assert list(summary["finetune"]) == ["topic", "sentiment", "agreement", "entailment", "tagging"]
+    assert all(result["train_size"] == 32 for result in summary["finetune"].values())
+    assert summary["zero_shot"]["pairs"] and set(summary["zero_shot"]["pairs"].values()) == {10}
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.pt"))  # a checkpoint was written
