@@ -6,10 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import hashlib
-import itertools
 import json
-import math
 import os
 import shutil
 import sys
@@ -37,10 +34,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pretrainer.cli_models import export_command, fill_mask_command, generate_command
+from pretrainer.cli_sweeps import expanded_jobs, invalid_jobs, options_first, split_args, stable_sweep_dir
 from pretrainer.config import Config, ConfigError
 from pretrainer.config_tree import reject_unknown_fields
 from pretrainer.errors import Interrupted, RunDirError, UserError
 from pretrainer.launch import launch_rank, launched_distributed
+from pretrainer.loggers import warn
 from pretrainer.provenance import completed_with
 from pretrainer.sweep_summary import plan_table, sweep_table, tokenizer_table, write_sweep_summary, zero_shot_table
 
@@ -145,6 +144,10 @@ def run_job(command: Command, cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN and launch_rank() == 0:
         print(f"pretrainer: {_job_label(hydra_cfg)}", flush=True)
+    elif hydra_cfg.mode == RunMode.RUN and hydra_cfg.sweeper.params:
+        swept = " ".join(f"{key}={value}" for key, value in hydra_cfg.sweeper.params.items())
+        warn(f"this config defines a sweep ({swept}); without -m one run with the config's own values runs: "
+             "add -m to run every job of it")
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         with hydra_record(run_dir, hydra_cfg.output_subdir) if _record_keeper() else contextlib.nullcontext():
@@ -274,75 +277,26 @@ def _as_sweep_job(cfg: Config, hydra_cfg) -> Config:
     return cfg
 
 
-# Hydra's command-line options that take a value (`--cfg job`): the value is not an override.
-HYDRA_VALUE_OPTIONS = frozenset({"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp",
-                                 "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"})
-
-
-def split_args(args: list[str]) -> tuple[list[str], list[str]]:
-    """(Hydra's options with the values they take, the overrides) of a command line."""
-    options, overrides, takes_value = [], [], False
-    for arg in args:
-        if takes_value or arg.startswith("-"):
-            options.append(arg)
-            takes_value = not takes_value and arg in HYDRA_VALUE_OPTIONS
-        else:
-            overrides.append(arg)
-    return options, overrides
-
-
-def override_args(args: list[str]) -> list[str]:
-    """The overrides of a command line: neither Hydra's options nor the values they take."""
-    return split_args(args)[1]
-
-
-def options_first(args: list[str]) -> list[str]:
-    """Hydra's options (with their values) before every override: argparse takes the overrides as
-    one run of positionals, so an override after an option (`-m a=1 b=2`, `--cfg job a=1`) would be
-    refused as unrecognized, and added overrides can then simply go last."""
-    options, overrides = split_args(args)
-    return [*options, *overrides]
-
-
-def sweep_size(args: list[str]) -> int:
-    """Jobs a `-m` command line expands to: the product of each sweep override's choices."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = OverridesParser.create().parse_overrides(override_args(args))
-    return math.prod(len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1 for o in overrides)
-
-
-# Overrides that do not change what a sweep computes: adding them on a re-run keeps its directory.
-SWEEP_NEUTRAL_KEYS = ("resume", "resume_allow_changes")
-
-
-def stable_sweep_dir(name: str, args: list[str]) -> str:
-    """`multirun/<command>-<hash of the overrides>`: the same sweep command lands in the same
-    directory, so a re-run finds (and skips) the jobs that already completed, and resumes
-    the one that was interrupted."""
-    key = " ".join(sorted(a for a in override_args(args) if a.split("=")[0] not in SWEEP_NEUTRAL_KEYS))
-    return f"hydra.sweep.dir=multirun/{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
-
-
-def sweep_jobs(args: list[str]) -> list[list[str]]:
-    """The override lists of the jobs a `-m` command line expands to, in Hydra's order."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    choices = []
-    for override in OverridesParser.create().parse_overrides(override_args(args)):
-        if override.is_sweep_override():
-            choices.append([f"{override.get_key_element()}={value}" for value in override.sweep_string_iterator()])
-        else:
-            choices.append([override.input_line])
-    return [list(job) for job in itertools.product(*choices)]
-
-
 def print_sweep_configs(name: str, args: list[str]) -> None:
     """`-m ... --cfg job`: Hydra prints one config and refuses a sweep; print every job's instead."""
     options = [a for a in split_args(args)[0] if a not in ("-m", "--multirun")]
-    for number, job in enumerate(sweep_jobs(args), start=1):
+    for number, job in enumerate(expanded_jobs(CONF_DIR, args), start=1):
         print(f"# job {number}: {' '.join(job)}", flush=True)
         run_hydra(name, [*job, *options])
+
+
+def checked_sweep(args: list[str]) -> list[list[str]]:
+    """The jobs of a `-m` command line (a preset's sweep included), every one composed and
+    validated first: an invalid combination stops the sweep before any job runs."""
+    jobs = expanded_jobs(CONF_DIR, args)
+    problems = invalid_jobs(CONF_DIR, jobs, to_config)
+    if problems:
+        print(f"pretrainer: {len(problems)} of the sweep's {len(jobs)} jobs have an invalid config; no job was run:",
+              file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    return jobs
 
 
 def run_hydra(name: str, args: list[str]) -> None:
@@ -352,7 +306,7 @@ def run_hydra(name: str, args: list[str]) -> None:
         return
     args = options_first(args)
     if multirun:
-        SWEEP_SIZE[:] = [sweep_size(args)]
+        SWEEP_SIZE[:] = [len(checked_sweep(args))]
         if not any(a.startswith("hydra.sweep.dir=") for a in args):
             args = [*args, stable_sweep_dir(name, args)]
     elif name == "train":

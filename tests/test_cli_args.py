@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pretrainer.cli import options_first, override_args, sweep_jobs
+from pretrainer.cli_sweeps import options_first, override_args, sweep_jobs
 from tests.faults.conftest import invoke_cli
 
 

@@ -132,11 +132,14 @@ def test_cli_help_lists_groups(flag, tmp_path):
 
 
 def test_cli_sweep_survives_a_failed_job_and_a_rerun_skips_the_completed_ones(text_corpus, tmp_path):
-    args = ["train", "-m", *TINY, "objective=clm,prefix_lm,mlm", "arch=decoder", "data=text_files",
-            f"data.paths=[{text_corpus}]", "finetune=none"]
+    other, tiny = tmp_path / "other.txt", tmp_path / "tiny.txt"
+    other.write_text(text_corpus.read_text().upper())
+    tiny.write_text("too short\n")  # fails when the job runs: smaller than one block
+    args = ["train", "-m", *TINY, "objective=clm", "data=text_files", f"data.paths=[{text_corpus}],[{other}],[{tiny}]",
+            "finetune=none"]
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 1
-    assert "1 job(s) of the sweep failed" in result.stderr and "objective=mlm" in result.stderr
+    assert "1 job(s) of the sweep failed" in result.stderr and "tiny.txt" in result.stderr
     assert "job 3 of 3" in result.stdout
     (sweep,) = (tmp_path / "multirun").iterdir()  # one stable directory per sweep command
     assert (sweep / "0" / "summary.json").is_file() and (sweep / "1" / "summary.json").is_file()
@@ -147,6 +150,33 @@ def test_cli_sweep_survives_a_failed_job_and_a_rerun_skips_the_completed_ones(te
     assert len((sweep / "0" / "metrics.jsonl").read_text().splitlines()) == len(
         (sweep / "1" / "metrics.jsonl").read_text().splitlines())  # not appended to by the skipped re-run
     assert [p.name for p in (tmp_path / "multirun").iterdir()] == [sweep.name]
+
+
+def test_cli_sweep_with_an_invalid_job_fails_before_any_job_runs(text_corpus, tmp_path):
+    result = run_cli("train", "-m", *TINY, "objective=clm,prefix_lm,mlm", "arch=decoder", "data=text_files",
+                     f"data.paths=[{text_corpus}]", "finetune=none", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "1 of the sweep's 3 jobs have an invalid config; no job was run" in result.stderr
+    assert "job 3 (objective=mlm): objective=mlm cannot train arch=decoder" in result.stderr
+    assert "job 1 of" not in result.stdout and not (tmp_path / "multirun").exists()
+
+
+def test_a_presets_own_sweep_is_counted_and_without_m_said_to_be_skipped(tmp_path):
+    """experiment=mlm_vs_scratch sweeps seed=0,1,2 from its file: -m counts its three jobs;
+    without -m the one run says that the sweep was not run."""
+    from pretrainer.cli import CONF_DIR
+    from pretrainer.cli_sweeps import expanded_jobs
+
+    assert expanded_jobs(CONF_DIR, ["-m", "experiment=mlm_vs_scratch", "trainer.lr=0.01"]) == [
+        ["seed=0", "experiment=mlm_vs_scratch", "trainer.lr=0.01"],
+        ["seed=1", "experiment=mlm_vs_scratch", "trainer.lr=0.01"],
+        ["seed=2", "experiment=mlm_vs_scratch", "trainer.lr=0.01"]]
+    assert expanded_jobs(CONF_DIR, ["experiment=mlm_vs_scratch", "seed=5,6"]) == [  # the command line wins
+        ["experiment=mlm_vs_scratch", "seed=5"], ["experiment=mlm_vs_scratch", "seed=6"]]
+    single = run_cli("train", *TINY, "experiment=mlm_vs_scratch", "trainer.max_steps=2", "finetune=none",
+                     "zero_shot.suite=none", "data.num_documents=200", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-2000:]
+    assert "this config defines a sweep (seed=0,1,2); without -m one run" in " ".join(single.stderr.split())
 
 
 def test_cli_sweep_across_families_picks_each_natural_arch_and_writes_one_summary(tmp_path):

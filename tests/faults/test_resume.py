@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pretrainer.cli import stable_sweep_dir
+from pretrainer.cli_sweeps import stable_sweep_dir
 from pretrainer.errors import Interrupted
 from pretrainer.pipeline import train
 from pretrainer.run_dir import hold_run_dir

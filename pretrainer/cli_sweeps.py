@@ -1,0 +1,108 @@
+"""Command lines of the Hydra commands, read before Hydra: options against overrides, and the
+jobs a `-m` sweep expands to — including a preset's own `hydra.sweeper.params` — each
+composed and validated before the first job starts, so an invalid combination fails at once,
+not hours into the sweep."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+# Hydra's command-line options that take a value (`--cfg job`): the value is not an override.
+HYDRA_VALUE_OPTIONS = frozenset({"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp",
+                                 "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"})
+
+
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's options with the values they take, the overrides) of a command line."""
+    options, overrides, takes_value = [], [], False
+    for arg in args:
+        if takes_value or arg.startswith("-"):
+            options.append(arg)
+            takes_value = not takes_value and arg in HYDRA_VALUE_OPTIONS
+        else:
+            overrides.append(arg)
+    return options, overrides
+
+
+def override_args(args: list[str]) -> list[str]:
+    """The overrides of a command line: neither Hydra's options nor the values they take."""
+    return split_args(args)[1]
+
+
+def options_first(args: list[str]) -> list[str]:
+    """Hydra's options (with their values) before every override: argparse takes the overrides as
+    one run of positionals, so an override after an option (`-m a=1 b=2`, `--cfg job a=1`) would be
+    refused as unrecognized, and added overrides can then simply go last."""
+    options, overrides = split_args(args)
+    return [*options, *overrides]
+
+
+# Overrides that do not change what a sweep computes: adding them on a re-run keeps its directory.
+SWEEP_NEUTRAL_KEYS = ("resume", "resume_allow_changes")
+
+
+def stable_sweep_dir(name: str, args: list[str]) -> str:
+    """`multirun/<command>-<hash of the overrides>`: the same sweep command lands in the same
+    directory, so a re-run finds (and skips) the jobs that already completed, and resumes
+    the one that was interrupted."""
+    key = " ".join(sorted(a for a in override_args(args) if a.split("=")[0] not in SWEEP_NEUTRAL_KEYS))
+    return f"hydra.sweep.dir=multirun/{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def sweep_jobs(args: list[str]) -> list[list[str]]:
+    """The override lists of the jobs a `-m` command line expands to, in Hydra's order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    choices = []
+    for override in OverridesParser.create().parse_overrides(override_args(args)):
+        if override.is_sweep_override():
+            choices.append([f"{override.get_key_element()}={value}" for value in override.sweep_string_iterator()])
+        else:
+            choices.append([override.input_line])
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def preset_sweep_params(config_dir: Path, overrides: list[str]) -> list[str]:
+    """`hydra.sweeper.params` of the config the overrides compose (a preset's sweep, e.g.
+    `experiment=mlm_vs_scratch`: `seed=0,1,2`), as override strings. Sweep overrides are left
+    out of the composition, as Hydra's sweeper does."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    plain = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        cfg = compose("config", overrides=plain, return_hydra_config=True)
+    return [f"{key}={value}" for key, value in (cfg.hydra.sweeper.params or {}).items()]
+
+
+def expanded_jobs(config_dir: Path, args: list[str]) -> list[list[str]]:
+    """Every job of a `-m` command line: a preset's sweeper params, then the command line's
+    overrides (which win over a param of the same key), in Hydra's order."""
+    overrides = override_args(args)
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    params = [p for p in preset_sweep_params(config_dir, overrides) if p.split("=", 1)[0] not in given]
+    return sweep_jobs([*params, *overrides])
+
+
+def invalid_jobs(config_dir: Path, jobs: list[list[str]], validate: Callable) -> list[str]:
+    """'job N (overrides): error' for each job whose config does not compose or validate;
+    `validate(composed DictConfig)` raises on a bad config (the CLI's own typed check)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from pretrainer.errors import UserError
+
+    problems = []
+    swept = [position for position in range(len(jobs[0]) if jobs else 0) if len({job[position] for job in jobs}) > 1]
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        for number, job in enumerate(jobs, start=1):
+            try:
+                validate(compose("config", overrides=[o for o in job if not o.startswith("hydra.")]))
+            except (UserError, HydraException, OmegaConfBaseException, ValueError) as error:
+                label = " ".join(job[position] for position in swept) or "the one job"  # what varies: the job's name
+                problems.append(f"job {number} ({label}): {error}")
+    return problems
