@@ -8,6 +8,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -34,7 +35,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pretrainer.cli_models import export_command, fill_mask_command, generate_command
-from pretrainer.cli_sweeps import expanded_jobs, invalid_jobs, options_first, split_args, stable_sweep_dir
+from pretrainer.cli_sweeps import (
+    check_override_keys,
+    expanded_jobs,
+    invalid_jobs,
+    options_first,
+    split_args,
+    stable_sweep_dir,
+)
 from pretrainer.config import Config, ConfigError
 from pretrainer.config_tree import reject_unknown_fields
 from pretrainer.errors import Interrupted, RunDirError, UserError
@@ -163,6 +171,7 @@ def run_job(command: Command, cfg: DictConfig) -> None:
         error = disk_full_as_user_error(error)
         if hydra_cfg.mode != RunMode.MULTIRUN:
             if isinstance(error, UserError):
+                remove_if_nothing_ran(run_dir)
                 fail(error)
             raise
         # In a sweep one bad job must not stop the others: report it and go on.
@@ -171,6 +180,20 @@ def run_job(command: Command, cfg: DictConfig) -> None:
             traceback.print_exc()
         print(f"pretrainer: failed {job}", file=sys.stderr)
         FAILED_JOBS.append(job)
+
+
+def remove_if_nothing_ran(run_dir: Path) -> None:
+    """A run refused before any work (bad config or input) leaves no directory behind: one that
+    holds only Hydra's record, the log and this command's lock is removed, and so are the
+    default layout's `runs/<date>/` and `runs/` when nothing else is in them."""
+    if not run_dir.is_dir() or any(p.name not in (".hydra", "cli.log", ".lock") for p in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in run_dir.parents:
+        if not (re.fullmatch(r"\d{4}-\d{2}-\d{2}", parent.name) or parent.name == "runs"):
+            break
+        with contextlib.suppress(OSError):  # only when empty
+            parent.rmdir()
 
 
 def _record_keeper() -> bool:
@@ -300,6 +323,10 @@ def checked_sweep(args: list[str]) -> list[list[str]]:
 
 
 def run_hydra(name: str, args: list[str]) -> None:
+    try:
+        check_override_keys(CONF_DIR, args)
+    except ConfigError as error:
+        fail(error, name)
     multirun = any(a in ("-m", "--multirun") for a in args)
     if multirun and any(a in ("--cfg", "-c") for a in args):
         print_sweep_configs(name, args)

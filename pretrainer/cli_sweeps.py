@@ -106,3 +106,32 @@ def invalid_jobs(config_dir: Path, jobs: list[list[str]], validate: Callable) ->
                 label = " ".join(job[position] for position in swept) or "the one job"  # what varies: the job's name
                 problems.append(f"job {number} ({label}): {error}")
     return problems
+
+
+def check_override_keys(config_dir: Path, args: list[str]) -> None:
+    """An override of a key the config does not have fails here, in one line naming the valid
+    keys where it was meant to go (Hydra would answer with its own error and suggest `+key`,
+    which only adds a key nothing reads). Group choices (`objective=mlm`, `arch/size=base`),
+    Hydra's own keys and explicit `+key` / `~key` are left to Hydra."""
+    import difflib
+
+    from pretrainer.config import Config
+    from pretrainer.config_tree import field_paths
+    from pretrainer.errors import ConfigError
+
+    known = field_paths(Config())
+    for override in override_args(args):
+        key = override.split("=", 1)[0]
+        if key.startswith(("+", "~", "hydra.")) or key in known or (config_dir / key).is_dir():
+            continue  # Hydra's, explicit, a config key, or a config group (`debug=fast`, `arch/size=base`)
+        parent = key.rpartition(".")[0]
+        while parent and parent not in known:
+            parent = parent.rpartition(".")[0]
+        siblings = sorted(path.removeprefix(f"{parent}.") for path in known
+                          if path.startswith(f"{parent}.") and "." not in path.removeprefix(f"{parent}."))
+        siblings = siblings if parent else sorted(path for path in known if "." not in path)
+        wrong = key.removeprefix(f"{parent}.").split(".")[0] if parent else key.split(".")[0]  # the first bad part
+        guess = difflib.get_close_matches(wrong, siblings, n=1)
+        hint = f" (did you mean {parent + '.' if parent else ''}{guess[0]}?)" if guess else ""
+        where = f"valid keys of {parent}" if parent else "valid top-level keys"
+        raise ConfigError(f"unknown key {key}{hint}; {where}: {', '.join(siblings)}")

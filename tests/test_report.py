@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
 from rich.console import Console
+from scipy import stats
 
 from pretrainer.report import ReportError, write_report
 from pretrainer.report.stats import BCA, T_INTERVAL, paired_interval, unpaired_interval

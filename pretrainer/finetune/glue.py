@@ -19,8 +19,12 @@ set that picks the best epoch is `finetune.eval_size` examples carved from the o
 from __future__ import annotations
 
 import math
+import os
+import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from pretrainer.config import GLUE_TASKS, FinetuneConfig, check_choice
 from pretrainer.data.examples import LabeledExample, TaskSplits
@@ -99,14 +103,43 @@ def _load_dataset(hub_name: str, name: str) -> Any:
     """All splits of one GLUE config; a local copy without the hub's layout gets a pointer to it."""
     import datasets  # heavy: imported only when GLUE is used
 
+    if not Path(hub_name).expanduser().is_dir() and not _hub_offline_mode():
+        _check_hub_reachable(hub_name)
     try:
         return datasets.load_dataset(hub_name, name)
+    except ConnectionError:
+        raise _unreachable(hub_name) from None
     except ValueError as error:
         if "BuilderConfig" not in str(error):
             raise
         raise TaskDataError(f"{hub_name} has no GLUE config {name!r} ({error}). A local copy needs the hub's "
                             "layout: README.md listing the configs, <task>/<split>-*.parquet files "
                             "(see pretrainer/finetune/glue.py)") from None
+
+
+def _hub_offline_mode() -> bool:
+    """HF_HUB_OFFLINE / HF_DATASETS_OFFLINE: the user asked for the local cache only."""
+    return any(os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def _check_hub_reachable(hub_name: str, timeout_s: float = 5.0) -> None:
+    """One connection attempt to the hub's host before `load_dataset`, whose client retries
+    for ~25 s and prints a warning per retry when there is no network."""
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError:
+        raise _unreachable(hub_name) from None
+
+
+def _unreachable(hub_name: str) -> TaskDataError:
+    return TaskDataError(f"cannot reach the Hugging Face hub for {hub_name} (offline?). Where the hub is "
+                         f"reachable, run `huggingface-cli download {hub_name} --repo-type dataset --local-dir DIR`, "
+                         "then set finetune.hub_name=DIR; a copy already in the datasets cache is used with "
+                         "HF_HUB_OFFLINE=1")
 
 
 def _split(splits: Any, split: str, spec: GlueTask, where: str) -> Any:

@@ -128,3 +128,44 @@ def test_a_garbled_tokenizer_of_a_run_is_one_line(run_cli, run_config, tmp_path)
     assert_one_line_error(result, 2, f"{tokenizer} is not a readable tokenizer.json")
     exported = run_cli("export", str(run_dir))
     assert_one_line_error(exported, 2, f"{tokenizer} is not a readable tokenizer.json")
+
+
+@pytest.mark.parametrize(("override", "fragments"), [
+    ("trainer.lrr=0.1", ["unknown key trainer.lrr (did you mean trainer.lr?)", "valid keys of trainer:", "max_steps"]),
+    ("foo=1", ["unknown key foo", "valid top-level keys:", "trainer"]),
+    ("finetune.columns.tset.text_a=x", ["did you mean finetune.columns.test?", "valid keys of finetune.columns:"]),
+])
+def test_an_unknown_key_names_the_valid_ones_instead_of_suggesting_plus(override, fragments, run_cli, tmp_path):
+    result = run_cli("train", *RUN, override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(result, 2, *fragments)
+    assert "+" not in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_config_groups_are_not_unknown_keys(run_cli, tmp_path):
+    result = run_cli("train", "debug=fast", "experiment=layernorm", "arch/size=mini", "--cfg", "job")
+    assert result.code == 0 and "n_layer: 4" in result.stdout, result.stderr[-2000:]
+
+
+def test_a_config_error_leaves_no_empty_run_dir(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "mine").mkdir(parents=True)  # something of the user's: kept
+    result = run_cli("train", *RUN, "objective=clm", "arch=encoder")
+    assert_one_line_error(result, 2, "objective=clm cannot train arch=encoder")
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["mine"]  # the refused run's dir is gone
+    result = run_cli("train", *RUN, "objective=clm", "arch=encoder")
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["mine"]
+
+
+def test_an_unreachable_hub_is_one_line_pointing_at_a_local_copy(run_cli, tmp_path, monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    result = run_cli("train", *RUN, "finetune=glue/sst2", "finetune.max_length=64", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(result, 2, "cannot reach the Hugging Face hub for nyu-mll/glue",
+                          "finetune.hub_name=DIR", "HF_HUB_OFFLINE=1")
+    assert not (tmp_path / "run").exists()  # refused before any work: nothing left behind
