@@ -174,7 +174,8 @@ def test_a_presets_own_sweep_is_counted_and_without_m_said_to_be_skipped(tmp_pat
     assert expanded_jobs(CONF_DIR, ["experiment=mlm_vs_scratch", "seed=5,6"]) == [  # the command line wins
         ["experiment=mlm_vs_scratch", "seed=5"], ["experiment=mlm_vs_scratch", "seed=6"]]
     single = run_cli("train", *TINY, "experiment=mlm_vs_scratch", "trainer.max_steps=2", "finetune=none",
-                     "zero_shot.suite=none", "data.num_documents=200", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+                     "zero_shot.suite=none", "data.num_documents=200", f"hydra.run.dir={tmp_path / 'run'}",
+                     cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-2000:]
     assert "this config defines a sweep (seed=0,1,2); without -m one run" in " ".join(single.stderr.split())
 
