@@ -42,6 +42,7 @@ from pretrainer.cli_sweeps import (
     options_first,
     split_args,
     stable_sweep_dir,
+    varying_keys,
 )
 from pretrainer.config import Config, ConfigError
 from pretrainer.config_tree import reject_unknown_fields
@@ -146,6 +147,7 @@ COMMANDS: dict[str, Command] = {
 
 
 SWEEP_SIZE: list[int] = []  # number of jobs of the running sweep, counted from its command line
+SWEEP_VARYING: list[str] = []  # the override keys whose values differ across the running sweep's jobs
 
 
 def run_job(command: Command, cfg: DictConfig) -> None:
@@ -294,9 +296,14 @@ def _job_label(hydra_cfg) -> str:
 
 
 def _as_sweep_job(cfg: Config, hydra_cfg) -> Config:
-    """Groups the job's wandb run under the sweep (named by its overrides, as every run)."""
+    """A sweep job's run is named by the overrides that vary across the sweep (not its whole
+    override string), and its wandb run grouped under the sweep, named by what it varies."""
+    varying = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] in SWEEP_VARYING]
+    if varying and cfg.run_name == hydra_cfg.job.override_dirname:  # the default name, not one the user gave
+        cfg.run_name = ",".join(varying)
     if cfg.logger.group is None:
-        cfg.logger.group = Path(hydra_cfg.sweep.dir).name
+        what = " x ".join(SWEEP_VARYING) if SWEEP_VARYING else "one job"
+        cfg.logger.group = f"{Path(hydra_cfg.sweep.dir).name}: {what}"
     return cfg
 
 
@@ -333,7 +340,9 @@ def run_hydra(name: str, args: list[str]) -> None:
         return
     args = options_first(args)
     if multirun:
-        SWEEP_SIZE[:] = [len(checked_sweep(args))]
+        jobs = checked_sweep(args)
+        SWEEP_SIZE[:] = [len(jobs)]
+        SWEEP_VARYING[:] = varying_keys(jobs)
         if not any(a.startswith("hydra.sweep.dir=") for a in args):
             args = [*args, stable_sweep_dir(name, args)]
     elif name == "train":

@@ -87,6 +87,15 @@ def expanded_jobs(config_dir: Path, args: list[str]) -> list[list[str]]:
     return sweep_jobs([*params, *overrides])
 
 
+def varying_keys(jobs: list[list[str]]) -> list[str]:
+    """The override keys whose values differ across the jobs, in command-line order."""
+    keys = []
+    for position in range(len(jobs[0]) if jobs else 0):
+        if len({job[position] for job in jobs}) > 1:
+            keys.append(jobs[0][position].split("=", 1)[0])
+    return keys
+
+
 def invalid_jobs(config_dir: Path, jobs: list[list[str]], validate: Callable) -> list[str]:
     """'job N (overrides): error' for each job whose config does not compose or validate;
     `validate(composed DictConfig)` raises on a bad config (the CLI's own typed check)."""

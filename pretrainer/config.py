@@ -371,13 +371,15 @@ class TrainerConfig:
     max_flops: float | None = None  # ... or in training FLOPs, as `pretrainer plan` counts them (wins over both)
     lr: float = 2e-3
     min_lr_ratio: float = 0.1  # the schedule decays to lr * min_lr_ratio
-    warmup_steps: int = 100
+    warmup_steps: int | None = None  # null: warmup_ratio of the run's optimizer steps
+    warmup_ratio: float = 0.0833  # 1/12: 100 of the demo's 1200 steps, and as much of a shortened run
     schedule: str = "cosine"  # cosine | linear | constant (after warmup)
     weight_decay: float = 0.01  # not applied to norms, biases, embeddings
     beta1: float = 0.9
     beta2: float = 0.98
     grad_clip: float = 1.0  # max global gradient norm (0 disables)
-    eval_every: int = 300  # steps between eval-loss measurements
+    eval_every: int | None = None  # steps between eval-loss measurements; null: evals_per_run spread over the run
+    evals_per_run: int = 4  # with eval_every null: every total // 4 steps (300 of the demo's 1200)
     eval_batches: int = 8  # batches of held-out blocks per eval
     log_every: int = 10  # steps between metrics.jsonl lines
     checkpoint_every: int = 100  # steps between checkpoints (0: only at the end and on SIGINT/SIGTERM)
@@ -386,6 +388,14 @@ class TrainerConfig:
     # skip (drop the step: weights, optimizer moments and lr unchanged; fail after max_skips in a row)
     nonfinite: str = "fail"
     max_skips: int = 5
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warm-up steps of a run of `total_steps`: the given number, or warmup_ratio of the run."""
+        return self.warmup_steps if self.warmup_steps is not None else round(self.warmup_ratio * total_steps)
+
+    def eval_interval(self, total_steps: int) -> int:
+        """Steps between evaluations: the given number, or the run split into evals_per_run."""
+        return self.eval_every if self.eval_every is not None else max(1, total_steps // self.evals_per_run)
 
     @property
     def budget_kind(self) -> str:
@@ -405,9 +415,9 @@ class TrainerConfig:
             raise ConfigError(f"trainer.device={self.device!r} is not valid; choose auto, cpu, cuda, cuda:N or mps")
         if self.max_steps is None and self.max_tokens is None and self.max_flops is None:
             raise ConfigError("set a pretraining budget: trainer.max_steps, trainer.max_tokens or trainer.max_flops")
-        for key in ("batch_size", "grad_accum", "eval_every", "eval_batches", "log_every", "keep_checkpoints",
-                    "max_skips"):
-            if getattr(self, key) < 1:
+        for key in ("batch_size", "grad_accum", "eval_every", "evals_per_run", "eval_batches", "log_every",
+                    "keep_checkpoints", "max_skips"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ConfigError(f"trainer.{key} must be positive, got {getattr(self, key)}")
         for key in ("max_steps", "max_tokens", "max_flops"):
             value = getattr(self, key)
@@ -415,11 +425,12 @@ class TrainerConfig:
                 raise ConfigError(f"trainer.{key} must be positive (or null), got {value}")
         for key in ("warmup_steps", "checkpoint_every", "grad_clip", "weight_decay"):
             value = getattr(self, key)
-            if not (value >= 0 and math.isfinite(value)):
+            if value is not None and not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"trainer.{key} must be >= 0, got {value}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"trainer.lr must be positive, got {self.lr}")
         check_range("trainer.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_range("trainer.warmup_ratio", self.warmup_ratio, 0.0, 1.0)
         check_range("trainer.beta1", self.beta1, 0.0, 0.999999)
         check_range("trainer.beta2", self.beta2, 0.0, 0.999999)
 

@@ -58,17 +58,21 @@ class NullLogger:
 class RunLogger:
     """One JSON object per logged step in `metrics.jsonl`, mirrored to wandb if enabled."""
 
-    def __init__(self, run_dir: Path, cfg: LoggerConfig, run_name: str, config: dict[str, Any]):
+    def __init__(self, run_dir: Path, cfg: LoggerConfig, run_name: str, config: dict[str, Any],
+                 job_type: str = "pretrain"):
         self.path = run_dir / "metrics.jsonl"
         self._file = open(self.path, "a", buffering=1)  # line-buffered: a crash loses at most one line
-        self._wandb_run = _start_wandb(run_dir, cfg, run_name, config) if cfg.name == "wandb" else None
+        self._wandb_run = _start_wandb(run_dir, cfg, run_name, config, job_type) if cfg.name == "wandb" else None
+        self._charted: set[str] = set()  # the prefixes whose x-axis wandb was told
 
     def log(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(json_safe(record)[0], allow_nan=False) + "\n")
         if self._wandb_run is not None:
-            # finetune/topic/scratch/loss: one chart per task and initialisation
-            prefix = "/".join(str(record[k]) for k in ("phase", "task", "init") if k in record)
-            values = {f"{prefix}/{k}": v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
+            prefix, values = wandb_row(record)
+            if prefix not in self._charted:  # charts against the record's own step, not wandb's call counter
+                self._wandb_run.define_metric(f"{prefix}/step")
+                self._wandb_run.define_metric(f"{prefix}/*", step_metric=f"{prefix}/step")
+                self._charted.add(prefix)
             self._wandb_run.log(values)
 
     def summarize(self, summary: dict[str, Any]) -> None:
@@ -88,18 +92,31 @@ class RunLogger:
             self._wandb_run = None
 
 
-def _start_wandb(run_dir: Path, cfg: LoggerConfig, run_name: str, config: dict[str, Any]):
+def wandb_row(record: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    """(prefix, values) of a metrics.jsonl record for wandb: one chart group per phase, task and
+    init (`finetune/topic/scratch/loss`), the record's step and tokens among the values, so
+    charts can use them as their x-axis."""
+    prefix = "/".join(str(record[k]) for k in ("phase", "task", "init") if k in record)
+    values = {f"{prefix}/{k}": v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return prefix, values
+
+
+def _start_wandb(run_dir: Path, cfg: LoggerConfig, run_name: str, config: dict[str, Any], job_type: str):
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
     return wandb.init(
         project=cfg.project, entity=cfg.entity, mode=cfg.mode, group=cfg.group, tags=list(cfg.tags),
-        name=run_name, dir=str(run_dir), config=config, reinit="finish_previous",
+        name=run_name, dir=str(run_dir), config=config, reinit="finish_previous", job_type=job_type,
     )
 
 
 class ProgressBar:
-    """Console progress for a loop of known length: loss, lr, tokens/s and ETA."""
+    """Console progress for a loop of known length: loss, lr, tokens/s and ETA. On a terminal a
+    live bar; otherwise (a log file, a scheduler's output) a plain line every `LINE_EVERY_S`
+    seconds with the same figures, so a long run under `nohup` or SLURM shows where it is."""
+
+    LINE_EVERY_S = 30.0
 
     def __init__(self, description: str, total: int):
         self._progress = Progress(
@@ -108,14 +125,35 @@ class ProgressBar:
             console=console, transient=False,
         )
         self._task = self._progress.add_task(description, total=total, stats="")
+        self._description, self._total = description, total
+        self._plain = not console.is_terminal
+        self._clock, self._last_line = Stopwatch(), 0.0
         self._progress.start()
 
     def update(self, completed: int, **stats: float) -> None:
         text = "  ".join(_format_stat(k, v) for k, v in stats.items())
         self._progress.update(self._task, completed=completed, stats=text)
+        self._maybe_line()
 
     def advance(self, steps: int) -> None:
         self._progress.advance(self._task, steps)
+        self._maybe_line()
+
+    def _maybe_line(self) -> None:
+        """Not on a terminal: one progress line per LINE_EVERY_S (the live bar is not drawn there)."""
+        elapsed = self._clock.elapsed()
+        if not self._plain or elapsed - self._last_line < self.LINE_EVERY_S:
+            return
+        self._last_line = elapsed
+        task = self._progress.tasks[0]
+        done = int(task.completed)
+        remaining = elapsed / done * (self._total - done) if done else float("nan")
+        eta = _clock_time(remaining) if done else "?"
+        stats = f"  {task.fields['stats']}" if task.fields["stats"] else ""
+        share = done / max(self._total, 1)
+        line = (f"{self._description} {done}/{self._total} ({share:.0%}){stats}  "
+                f"elapsed {_clock_time(elapsed)}  ETA {eta}")
+        self._progress.console.print(escape(line), soft_wrap=True)
 
     def note(self, message: str) -> None:
         """A line above the bar; in a log file (no terminal) these lines are the progress record."""
@@ -123,6 +161,11 @@ class ProgressBar:
 
     def close(self) -> None:
         self._progress.stop()
+
+
+def _clock_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _format_stat(key: str, value: float) -> str:
@@ -206,6 +249,8 @@ def print_results_table(summary: dict[str, Any]) -> None:
             f"({pre.get('tokens_per_s', 0):,.0f} tok/s), final eval loss {_fmt(pre.get('final_eval_loss'))}; "
             f"total wall time {summary['wall_time_s']:.1f}s"
         )
+    if summary.get("run_dir"):
+        info(f"results in {summary['run_dir']} (summary.json, metrics.jsonl)")
 
 
 def _mean_std(mean: float | None, std: float | None) -> str:

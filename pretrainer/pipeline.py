@@ -133,7 +133,7 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
          f"{'cached' if tokenizer_cached else 'trained'} ({tokenizer.get_vocab_size()} tokens); "
          f"{packed.train.num_blocks} train / {packed.eval.num_blocks} eval blocks "
          f"({'cached' if packed.from_cache else 'packed'})"
-         + (f"; resuming from {resume_point.path.name}" if resume_point else ""))
+         + (f"; resuming from {resume_point.path.name}" if resume_point else "") + f"; run dir {run_dir}")
 
     with RunLogger(run_dir, cfg.logger, run_name, asdict(cfg)) if world.main else NullLogger() as logger:
         model.to(device)

@@ -186,8 +186,10 @@ def test_cli_sweep_across_families_picks_each_natural_arch_and_writes_one_summar
                      "finetune.scratch_baseline=false", f"hydra.sweep.dir={sweep}", f"cache_dir={tmp_path / 'cache'}",
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    archs = [json.loads((sweep / str(job) / "summary.json").read_text())["choices"]["arch"] for job in range(3)]
-    assert archs == ["encoder", "decoder", "encoder_decoder"]
+    summaries = [json.loads((sweep / str(job) / "summary.json").read_text()) for job in range(3)]
+    assert [s["choices"]["arch"] for s in summaries] == ["encoder", "decoder", "encoder_decoder"]
+    # runs are named by what the sweep varies, not by every override of the command line
+    assert [s["run_name"] for s in summaries] == ["objective=mlm", "objective=clm", "objective=t5_span"]
     table = (sweep / "sweep_summary.md").read_text().splitlines()
     assert "topic (pretrained / scratch)" in table[0] and len(table) == 2 + 3
     assert all(f"objective={name}" in row for name, row in zip(["mlm", "clm", "t5_span"], table[2:], strict=True))
@@ -279,7 +281,7 @@ def test_debug_fast_runs_every_stage_once(tmp_path, capsys):
     run = tmp_path / "run"
     assert invoke_cli("train", "debug=fast", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}") == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["pretrain"]["steps"] == 20 and len(summary["pretrain"]["eval_losses"]) == 2
+    assert summary["pretrain"]["steps"] == 20 and len(summary["pretrain"]["eval_losses"]) == 4
     assert list(summary["finetune"]) == ["topic", "sentiment", "agreement", "entailment", "tagging"]
     assert all(result["train_size"] == 32 for result in summary["finetune"].values())
     assert summary["zero_shot"]["pairs"] and set(summary["zero_shot"]["pairs"].values()) == {10}

@@ -66,7 +66,7 @@ def evaluate_init(cfg: Config, run_dir: Path) -> dict[str, Any]:
         summary = {"run_name": cfg.run_name or run_dir.name, "run_dir": str(run_dir), "init": str(cfg.init),
                    "scorer": scorer.kind, "zero_shot": results, "wall_time_s": clock.elapsed()}
         write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
-        with RunLogger(run_dir, cfg.logger, summary["run_name"], asdict(cfg)) as logger:
+        with RunLogger(run_dir, cfg.logger, summary["run_name"], asdict(cfg), job_type="evaluate") as logger:
             write_summary(run_dir, summary, logger)
     return summary
 

@@ -51,7 +51,7 @@ def _finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
                           f"arch.max_len={arch.max_len}")
     device = resolve_device(cfg.trainer.device)
     write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
-    with RunLogger(run_dir, cfg.logger, cfg.run_name or run_dir.name, asdict(cfg)) as logger:
+    with RunLogger(run_dir, cfg.logger, cfg.run_name or run_dir.name, asdict(cfg), job_type="finetune") as logger:
         bf16 = use_bf16(cfg.trainer.precision, device)
         scratch = ScratchCache.of(Path(cfg.cache_dir), cfg.finetune, arch, source.vocab_size, device.type, bf16)
         context = FinetuneContext(device, bf16, _pad_id(tokenizer), logger, scratch_cache=scratch)

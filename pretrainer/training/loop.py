@@ -117,7 +117,10 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
     steps = total_steps(cfg, data.train.block_size, flops_per_token, world.size)
     parallel_model = data_parallel(model, cfg.parallel, world, runtime.device)  # FSDP2 shards `model` in place
     optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
-    scheduler = build_schedule(optimizer, cfg.schedule, cfg.warmup_steps, steps, cfg.min_lr_ratio)
+    warmup, eval_every = cfg.warmup_for(steps), cfg.eval_interval(steps)
+    if world.main:
+        warn_about_schedule(steps, warmup, eval_every)
+    scheduler = build_schedule(optimizer, cfg.schedule, warmup, steps, cfg.min_lr_ratio)
     state = TrainState()
     if runtime.resume_from is not None:
         state = restore(runtime.resume_from, model, optimizer, scheduler)
@@ -138,7 +141,7 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
     stop_agreed = False  # some rank was signalled (agreed on at each step's collective): all stop together
     try:
         while state.step < steps:
-            if state.step > 0 and state.step % cfg.eval_every == 0:
+            if state.step > 0 and state.step % eval_every == 0:
                 eval_loss = _record_eval(model, data, cfg, runtime, logger, state)
                 if eval_loss is not None:
                     bar.note(f"step {state.step}/{steps}: eval loss {eval_loss:.3f}")
@@ -184,6 +187,18 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
         bar.close()
     compile_clock.report(state)
     return state
+
+
+def warn_about_schedule(steps: int, warmup: int, eval_every: int) -> None:
+    """A shortened run whose fixed intervals no longer fit it says so, instead of training
+    wholly inside warm-up or drawing a loss curve of one point."""
+    if warmup >= steps:
+        warn(f"the run ends inside warm-up ({warmup} warm-up steps of {steps}): the learning rate never peaks; "
+             "lower trainer.warmup_steps, or set it to null (trainer.warmup_ratio of the run)")
+    evaluations = (steps - 1) // eval_every + 1  # the in-run ones, plus the final evaluation
+    if evaluations < 3:
+        warn(f"{evaluations} evaluation(s) in {steps} steps (trainer.eval_every={eval_every}): the eval-loss curve "
+             "has fewer than 3 points; lower trainer.eval_every, or set it to null (trainer.evals_per_run)")
 
 
 def compiled(model: PretrainingModel, cfg: TrainerConfig, parallel_model: nn.Module | None = None) -> nn.Module:
