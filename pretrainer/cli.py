@@ -8,7 +8,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -37,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from pretrainer.cli_models import export_command, fill_mask_command, generate_command
 from pretrainer.cli_sweeps import (
     check_override_keys,
+    config_groups,
     expanded_jobs,
     invalid_jobs,
     options_first,
@@ -50,6 +50,7 @@ from pretrainer.errors import Interrupted, RunDirError, UserError
 from pretrainer.launch import launch_rank, launched_distributed
 from pretrainer.loggers import warn
 from pretrainer.provenance import completed_with
+from pretrainer.run_dir import remove_if_nothing_ran
 from pretrainer.sweep_summary import plan_table, sweep_table, tokenizer_table, write_sweep_summary, zero_shot_table
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -184,20 +185,6 @@ def run_job(command: Command, cfg: DictConfig) -> None:
         FAILED_JOBS.append(job)
 
 
-def remove_if_nothing_ran(run_dir: Path) -> None:
-    """A run refused before any work (bad config or input) leaves no directory behind: one that
-    holds only Hydra's record, the log and this command's lock is removed, and so are the
-    default layout's `runs/<date>/` and `runs/` when nothing else is in them."""
-    if not run_dir.is_dir() or any(p.name not in (".hydra", "cli.log", ".lock") for p in run_dir.iterdir()):
-        return
-    shutil.rmtree(run_dir, ignore_errors=True)
-    for parent in run_dir.parents:
-        if not (re.fullmatch(r"\d{4}-\d{2}-\d{2}", parent.name) or parent.name == "runs"):
-            break
-        with contextlib.suppress(OSError):  # only when empty
-            parent.rmdir()
-
-
 def _record_keeper() -> bool:
     """Whether this process files Hydra's record of the job: always alone; in a distributed run
     rank 0, once every rank's Hydra wrote its (identical) copy, so none lands after the move."""
@@ -329,7 +316,24 @@ def checked_sweep(args: list[str]) -> list[list[str]]:
     return jobs
 
 
+def print_help(name: str, args: list[str]) -> None:
+    """`pretrainer <command> --help`: the config groups as the command line spells them
+    (`finetune=glue/sst2`, not a group `finetune/glue`), then the composed config."""
+    print(f"pretrainer {name}: choose options of the config groups (group=option), override any key "
+          "(section.key=value); -m sweeps comma-separated values (pretrainer --help lists the commands)\n\n"
+          "== Configuration groups ==")
+    for group, options in config_groups(CONF_DIR).items():
+        print(f"{group}: {', '.join(options)}")
+    launchers = sorted(p.stem for p in (CONF_DIR / "hydra" / "launcher").glob("*.yaml"))
+    print(f"hydra/launcher: basic (default), {', '.join(launchers)}\n\n== Config (with the overrides given) ==",
+          flush=True)
+    run_hydra(name, [*(a for a in args if a not in ("--help", "-h")), "--cfg", "job"])
+
+
 def run_hydra(name: str, args: list[str]) -> None:
+    if "--help" in args or "-h" in args:
+        print_help(name, args)
+        return
     try:
         check_override_keys(CONF_DIR, args)
     except ConfigError as error:

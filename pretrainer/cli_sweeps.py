@@ -144,3 +144,23 @@ def check_override_keys(config_dir: Path, args: list[str]) -> None:
         hint = f" (did you mean {parent + '.' if parent else ''}{guess[0]}?)" if guess else ""
         where = f"valid keys of {parent}" if parent else "valid top-level keys"
         raise ConfigError(f"unknown key {key}{hint}; {where}: {', '.join(siblings)}")
+
+
+def config_groups(config_dir: Path) -> dict[str, list[str]]:
+    """The config groups a user selects (`group=option`) and their options, as the command line
+    spells them: a folder the defaults list does not name is a family of options of its parent
+    group (`finetune=glue/sst2`), not a group of its own (`arch/size=base` is one)."""
+    import yaml
+
+    listed = set()
+    for entry in yaml.safe_load((config_dir / "config.yaml").read_text())["defaults"]:
+        if isinstance(entry, dict):
+            listed |= {key.removeprefix("optional ").split("@")[0] for key in entry}
+    groups: dict[str, list[str]] = {}
+    for group in sorted(listed):
+        folder = config_dir / group
+        if folder.is_dir():
+            groups[group] = sorted(str(path.relative_to(folder).with_suffix("")) for path in folder.rglob("*.yaml")
+                                   if not any(str(path.relative_to(config_dir)).startswith(f"{other}/")
+                                              for other in listed if other != group and other.startswith(group)))
+    return groups

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import re
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,3 +66,17 @@ def truncate_metrics(path: Path, step: int) -> int:
     if len(kept) < len(lines):
         write_text_atomic(path, "".join(f"{line}\n" for line in kept))
     return len(lines) - len(kept)
+
+
+def remove_if_nothing_ran(run_dir: Path) -> None:
+    """A run refused before any work (bad config or input) leaves no directory behind: one that
+    holds only Hydra's record, the log and this command's lock is removed, and so are the
+    default layout's `runs/<date>/` and `runs/` when nothing else is in them."""
+    if not run_dir.is_dir() or any(p.name not in (".hydra", "cli.log", ".lock") for p in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in run_dir.parents:
+        if not (re.fullmatch(r"\d{4}-\d{2}-\d{2}", parent.name) or parent.name == "runs"):
+            break
+        with contextlib.suppress(OSError):  # only when empty
+            parent.rmdir()

@@ -77,3 +77,14 @@ def test_version_prints_the_package_version(capsys):
 
     assert invoke_cli("--version") == 0
     assert capsys.readouterr().out.strip() == f"pretrainer {__version__}"
+
+
+def test_train_help_lists_groups_as_the_command_line_spells_them(capsys):
+    assert invoke_cli("train", "--help", "objective=clm") == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    finetune = next(line for line in lines if line.startswith("finetune: "))
+    assert "glue/sst2" in finetune and "synthetic" in finetune  # finetune=glue/sst2 is the form that works
+    assert not any(line.startswith("finetune/glue") for line in lines)
+    assert any(line.startswith("arch/size: ") and "base" in line for line in lines)  # a group of its own
+    assert "== Config (with the overrides given) ==" in out and "name: clm" in out  # then the composed config
