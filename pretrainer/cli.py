@@ -148,6 +148,7 @@ COMMANDS: dict[str, Command] = {
 
 
 SWEEP_SIZE: list[int] = []  # number of jobs of the running sweep, counted from its command line
+FRESH_RUN_DIRS: list[Path] = []  # run dirs whose Hydra record this command wrote (not a resumed run's)
 SWEEP_VARYING: list[str] = []  # the override keys whose values differ across the running sweep's jobs
 
 
@@ -174,7 +175,8 @@ def run_job(command: Command, cfg: DictConfig) -> None:
         error = disk_full_as_user_error(error)
         if hydra_cfg.mode != RunMode.MULTIRUN:
             if isinstance(error, UserError):
-                remove_if_nothing_ran(run_dir)
+                if run_dir in FRESH_RUN_DIRS and not isinstance(error, RunDirError):  # never another's dir
+                    remove_if_nothing_ran(run_dir)
                 fail(error)
             raise
         # In a sweep one bad job must not stop the others: report it and go on.
@@ -233,6 +235,7 @@ def hydra_record(run_dir: Path, output_subdir: str | None) -> Iterator[None]:
         for file in incoming.iterdir():
             os.replace(file, record / file.name)
         incoming.rmdir()
+        FRESH_RUN_DIRS.append(run_dir)  # started by this command: it may remove the dir if refused
         yield
         return
     try:
@@ -305,7 +308,14 @@ def print_sweep_configs(name: str, args: list[str]) -> None:
 def checked_sweep(args: list[str]) -> list[list[str]]:
     """The jobs of a `-m` command line (a preset's sweep included), every one composed and
     validated first: an invalid combination stops the sweep before any job runs."""
-    jobs = expanded_jobs(CONF_DIR, args)
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        jobs = expanded_jobs(CONF_DIR, args)
+    except (HydraException, OmegaConfBaseException) as error:
+        lines = [line.strip() for line in str(error).split("Config search path")[0].splitlines() if line.strip()]
+        fail(ConfigError(f"the sweep's config does not compose: {'; '.join(lines)}"))
     problems = invalid_jobs(CONF_DIR, jobs, to_config)
     if problems:
         print(f"pretrainer: {len(problems)} of the sweep's {len(jobs)} jobs have an invalid config; no job was run:",

@@ -33,7 +33,7 @@ def _load(model: str, device_name: str):
 def generate_command(args: list[str]) -> None:
     """`pretrainer generate MODEL "prompt" [--greedy | --temperature T --top-k K --seed S] [--num N]`."""
     parser = _parser("generate", "Continue a prompt with a decoder, or fill its gaps ([MASK], or one at the end) "
-                     "with an encoder-decoder (T5: the gap's text; BART: the rewritten text).", "the prompt")
+                     "with an encoder-decoder (T5: the first gap's text; BART: the rewritten text).", "the prompt")
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--greedy", action="store_true", help="the most likely token each step (default: sample)")
     parser.add_argument("--temperature", type=float, default=1.0)

@@ -15,13 +15,18 @@ HYDRA_VALUE_OPTIONS = frozenset({"--cfg", "-c", "--package", "-p", "--info", "-i
                                  "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"})
 
 
+INFO_CHOICES = frozenset({"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"})
+
+
 def split_args(args: list[str]) -> tuple[list[str], list[str]]:
     """(Hydra's options with the values they take, the overrides) of a command line."""
     options, overrides, takes_value = [], [], False
-    for arg in args:
+    for position, arg in enumerate(args):
         if takes_value or arg.startswith("-"):
             options.append(arg)
-            takes_value = not takes_value and arg in HYDRA_VALUE_OPTIONS
+            following = args[position + 1] if position + 1 < len(args) else None
+            takes_value = not takes_value and arg in HYDRA_VALUE_OPTIONS and (
+                arg not in ("--info", "-i") or following in INFO_CHOICES)  # --info's value is optional
         else:
             overrides.append(arg)
     return options, overrides
@@ -35,9 +40,12 @@ def override_args(args: list[str]) -> list[str]:
 def options_first(args: list[str]) -> list[str]:
     """Hydra's options (with their values) before every override: argparse takes the overrides as
     one run of positionals, so an override after an option (`-m a=1 b=2`, `--cfg job a=1`) would be
-    refused as unrecognized, and added overrides can then simply go last."""
+    refused as unrecognized, and added overrides can then simply go last. A bare `--info` (its
+    value is optional) goes after them instead, where it cannot take an override as its value."""
     options, overrides = split_args(args)
-    return [*options, *overrides]
+    bare_info = [o for i, o in enumerate(options) if o in ("--info", "-i")
+                 and not (i + 1 < len(options) and options[i + 1] in INFO_CHOICES)]
+    return [*(o for o in options if o not in bare_info), *overrides, *bare_info]
 
 
 # Overrides that do not change what a sweep computes: adding them on a re-run keeps its directory.
@@ -81,10 +89,14 @@ def preset_sweep_params(config_dir: Path, overrides: list[str]) -> list[str]:
 def expanded_jobs(config_dir: Path, args: list[str]) -> list[list[str]]:
     """Every job of a `-m` command line: a preset's sweeper params, then the command line's
     overrides (which win over a param of the same key), in Hydra's order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     overrides = override_args(args)
-    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    params = [p for p in preset_sweep_params(config_dir, overrides) if p.split("=", 1)[0] not in given]
-    return sweep_jobs([*params, *overrides])
+    by_key: dict[str, str] = {}  # as Hydra's BasicSweeper: a key keeps its first position, its last value wins
+    for override in OverridesParser.create().parse_overrides([*preset_sweep_params(config_dir, overrides),
+                                                              *overrides]):
+        by_key[override.get_key_element()] = override.input_line
+    return sweep_jobs(list(by_key.values()))
 
 
 def varying_keys(jobs: list[list[str]]) -> list[str]:
@@ -128,10 +140,12 @@ def check_override_keys(config_dir: Path, args: list[str]) -> None:
     from pretrainer.config_tree import field_paths
     from pretrainer.errors import ConfigError
 
+    if "-sc" in args or "--shell-completion" in args:
+        return  # its arguments are not overrides
     known = field_paths(Config())
     for override in override_args(args):
-        key = override.split("=", 1)[0]
-        if key.startswith(("+", "~", "hydra.")) or key in known or (config_dir / key).is_dir():
+        key = override.split("=", 1)[0].split("@", 1)[0]  # `group@package=option`: the group
+        if key.startswith(("+", "~", "hydra.", "hydra/")) or key in known or (config_dir / key).is_dir():
             continue  # Hydra's, explicit, a config key, or a config group (`debug=fast`, `arch/size=base`)
         parent = key.rpartition(".")[0]
         while parent and parent not in known:

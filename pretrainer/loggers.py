@@ -118,16 +118,17 @@ class ProgressBar:
 
     LINE_EVERY_S = 30.0
 
-    def __init__(self, description: str, total: int):
+    def __init__(self, description: str, total: int, start: int = 0):
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=console, transient=False,
         )
-        self._task = self._progress.add_task(description, total=total, stats="")
+        self._task = self._progress.add_task(description, total=total, stats="", completed=start)
         self._description, self._total = description, total
         self._plain = not console.is_terminal
         self._clock, self._last_line = Stopwatch(), 0.0
+        self._untimed = start  # progress this process did not time: a resumed run's earlier steps, reused results
         self._progress.start()
 
     def update(self, completed: int, **stats: float) -> None:
@@ -135,8 +136,11 @@ class ProgressBar:
         self._progress.update(self._task, completed=completed, stats=text)
         self._maybe_line()
 
-    def advance(self, steps: int) -> None:
+    def advance(self, steps: int, timed: bool = True) -> None:
+        """`timed=False`: work skipped rather than done (a reused result), left out of the rate."""
         self._progress.advance(self._task, steps)
+        if not timed:
+            self._untimed += steps
         self._maybe_line()
 
     def _maybe_line(self) -> None:
@@ -147,8 +151,8 @@ class ProgressBar:
         self._last_line = elapsed
         task = self._progress.tasks[0]
         done = int(task.completed)
-        remaining = elapsed / done * (self._total - done) if done else float("nan")
-        eta = _clock_time(remaining) if done else "?"
+        timed = done - self._untimed
+        eta = _clock_time(elapsed / timed * (self._total - done)) if timed > 0 else "?"
         stats = f"  {task.fields['stats']}" if task.fields["stats"] else ""
         share = done / max(self._total, 1)
         line = (f"{self._description} {done}/{self._total} ({share:.0%}){stats}  "

@@ -32,6 +32,7 @@ PACKAGES = ("pretrainer", "torch", "tokenizers", "datasets", "hydra-core", "omeg
 RESULT_NEUTRAL_KEYS = ("run_name", "cache_dir", "resume", "resume_allow_changes", "init", "logger", "plan",
                        "trainer.log_every", "trainer.checkpoint_every", "trainer.keep_checkpoints",
                        "trainer.data_workers", "trainer.parallel", "data.verify_cache", "finetune.save_predictions",
+                       "finetune.reuse_scratch",
                        "tokenizer.show", "tokenizer.diagnostic_documents")
 
 

@@ -74,7 +74,12 @@ def remove_if_nothing_ran(run_dir: Path) -> None:
     default layout's `runs/<date>/` and `runs/` when nothing else is in them."""
     if not run_dir.is_dir() or any(p.name not in (".hydra", "cli.log", ".lock") for p in run_dir.iterdir()):
         return
-    shutil.rmtree(run_dir, ignore_errors=True)
+    with open(run_dir / ".lock", "a") as lock:  # a process that holds the dir keeps it
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return
+        shutil.rmtree(run_dir, ignore_errors=True)
     for parent in run_dir.parents:
         if not (re.fullmatch(r"\d{4}-\d{2}-\d{2}", parent.name) or parent.name == "runs"):
             break

@@ -88,3 +88,32 @@ def test_train_help_lists_groups_as_the_command_line_spells_them(capsys):
     assert not any(line.startswith("finetune/glue") for line in lines)
     assert any(line.startswith("arch/size: ") and "base" in line for line in lines)  # a group of its own
     assert "== Config (with the overrides given) ==" in out and "name: clm" in out  # then the composed config
+
+
+def test_a_bare_info_option_stays_after_the_overrides():
+    assert options_first(["seed=3", "--info"]) == ["seed=3", "--info"]
+    assert options_first(["seed=3", "--info", "config"]) == ["--info", "config", "seed=3"]
+
+
+def test_hydra_groups_packages_and_shell_completion_are_not_unknown_keys():
+    from pretrainer.cli import CONF_DIR
+    from pretrainer.cli_sweeps import check_override_keys
+
+    check_override_keys(CONF_DIR, ["hydra/job_logging=disabled", "hydra/sweeper=basic", "arch@foo=encoder"])
+    check_override_keys(CONF_DIR, ["-sc", "install=bash"])
+
+
+def test_sweep_jobs_follow_hydras_order_when_the_command_line_overrides_a_preset():
+    from pretrainer.cli import CONF_DIR
+    from pretrainer.cli_sweeps import expanded_jobs
+
+    jobs = expanded_jobs(CONF_DIR, ["experiment=families", "objective=mlm,clm"])  # the preset sweeps objective, seed
+    assert [job[:2] for job in jobs[:4]] == [["objective=mlm", "seed=0"], ["objective=mlm", "seed=1"],
+                                             ["objective=mlm", "seed=2"], ["objective=clm", "seed=0"]]
+    assert len(expanded_jobs(CONF_DIR, ["seed=0,1", "seed=2,3"])) == 2  # a repeated key: the last one counts
+
+
+def test_a_sweep_whose_config_does_not_compose_is_one_line(capsys):
+    assert invoke_cli("plan", "-m", "trainer=gpux", "seed=0,1") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Could not find 'trainer/gpux'" in err and "Traceback" not in err

@@ -151,7 +151,7 @@ def test_progress_counts_every_planned_step_also_when_early_stopping_skips_epoch
     task = encode_task(make_task("classification"), tokenizer, 32)
     steps = []
     ctx = context(tmp_path)
-    ctx.advance = steps.append
+    ctx.advance = lambda count, timed=True: steps.append(count)
     cfg = FinetuneConfig(**RECIPE | {"lr": 1e-9, "epochs": 10, "patience": 2})
     result = finetune(body_factory(), task, cfg, ctx, "p", 0)
     assert result["epochs_run"] == 3 and steps.count(1) == 3 * 4  # 32 examples / batch 8 = 4 steps per epoch

@@ -87,3 +87,16 @@ def test_the_commands_print_results_and_refuse_the_wrong_family(runs, capsys):
     assert "use `pretrainer fill-mask`" in capsys.readouterr().err
     assert invoke_cli("generate", str(runs["clm"]), "the cat", "--temperature", "0") == 2
     assert "--temperature must be positive" in capsys.readouterr().err
+
+
+def test_text_before_a_gap_adds_no_lone_space_token():
+    """Byte-level BPE would encode "the cat " as the, Ġcat, Ġ: a token training never put before a mask."""
+    from pretrainer.config import TokenizerConfig
+    from pretrainer.evaluation.generation import _with_gaps
+    from pretrainer.tokenization import train_tokenizer
+
+    corpus = ["the cat sat on the mat .", "a dog sat on the rug ."] * 50
+    tokenizer = train_tokenizer(TokenizerConfig(name="bpe", vocab_size=300, min_frequency=1), iter(corpus))
+    ids = _with_gaps(tokenizer, "the cat [MASK] on the [MASK] .", [-1, -2])
+    pieces = [tokenizer.id_to_token(i) if i >= 0 else "<gap>" for i in ids]
+    assert pieces.count("<gap>") == 2 and not any(piece.strip("Ġ▁ ") == "" for piece in pieces), pieces

@@ -171,8 +171,8 @@ def test_a_presets_own_sweep_is_counted_and_without_m_said_to_be_skipped(tmp_pat
         ["seed=0", "experiment=mlm_vs_scratch", "trainer.lr=0.01"],
         ["seed=1", "experiment=mlm_vs_scratch", "trainer.lr=0.01"],
         ["seed=2", "experiment=mlm_vs_scratch", "trainer.lr=0.01"]]
-    assert expanded_jobs(CONF_DIR, ["experiment=mlm_vs_scratch", "seed=5,6"]) == [  # the command line wins
-        ["experiment=mlm_vs_scratch", "seed=5"], ["experiment=mlm_vs_scratch", "seed=6"]]
+    assert expanded_jobs(CONF_DIR, ["experiment=mlm_vs_scratch", "seed=5,6"]) == [  # the command line's value wins
+        ["seed=5", "experiment=mlm_vs_scratch"], ["seed=6", "experiment=mlm_vs_scratch"]]  # at the param's place
     single = run_cli("train", *TINY, "experiment=mlm_vs_scratch", "trainer.max_steps=2", "finetune=none",
                      "zero_shot.suite=none", "data.num_documents=200", f"hydra.run.dir={tmp_path / 'run'}",
                      cwd=tmp_path)

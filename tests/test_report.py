@@ -333,3 +333,28 @@ def test_zero_shot_accuracies_get_a_table_csv_columns_and_a_plot(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "Zero-shot minimal pairs" in text and "0.850 ± 0.071" in text and "0.650 ± 0.071" in text
     assert "zero_shot.png" in {p.name for p in result.plots}
+
+
+def test_downstream_plot_zooms_to_the_data_states_the_seeds_and_drops_empty_error_bars(sweep, tmp_path):
+    from pretrainer.report.build import write_report
+    from pretrainer.report.plots import downstream_figure
+
+    result = write_report([sweep], console=quiet())
+    tasks = {task: "accuracy" for task in MLM}
+    figure = downstream_figure(result.configurations, tasks, result.varying_keys)
+    axes = figure.axes[0]
+    low, high = axes.get_ylim()
+    assert 0.45 < low < 0.5 and 0.84 < high < 0.9  # chance 0.5 and the bars (0.55-0.86), not 0 to 1
+    assert "mean ± std over 3 seeds" in figure.get_suptitle()
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    def count(axes, kind):
+        return sum(isinstance(container, kind) for container in axes.containers)
+
+    assert count(axes, BarContainer) == 4 == count(axes, ErrorbarContainer)  # 3 seeds: every bar has its spread
+    single = tmp_path / "single"
+    write_run(single / "0", ["objective=mlm"], select(MLM, [0]))
+    one = write_report([single], console=quiet())
+    figure = downstream_figure(one.configurations, tasks, one.varying_keys)
+    assert count(figure.axes[0], BarContainer) == 2 and count(figure.axes[0], ErrorbarContainer) == 0  # one seed
+    assert "over 1 seed " in figure.get_suptitle()

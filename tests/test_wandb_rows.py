@@ -57,3 +57,14 @@ def test_without_a_terminal_progress_is_a_line_with_eta_at_an_interval(monkeypat
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("pretrain ")]
     assert lines[0].startswith("pretrain 5/10 (50%)  loss 4.250  elapsed 0:00:00  ETA 0:00:0")
     assert lines[1].startswith("pretrain 10/10 (100%)") and "ETA 0:00:00" in lines[1]
+
+
+def test_a_resumed_bar_does_not_count_earlier_steps_as_done_in_no_time(monkeypatch, capsys):
+    from pretrainer import loggers
+
+    monkeypatch.setattr(loggers.ProgressBar, "LINE_EVERY_S", 0.0)
+    bar = loggers.ProgressBar("pretrain", 6000, start=5000)  # resumed at step 5000
+    bar.update(5000)
+    bar.close()
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("pretrain 5000/6000"))
+    assert line.endswith("ETA ?")  # no step timed yet: no estimate, not "ETA 0:00:00"

@@ -8,7 +8,7 @@ decoders and encoder-decoders, on our runs and on local Hugging Face directories
   (`[SEP]`), `max_new_tokens` or the model's length.
 * generate, T5: the input `prompt <extra_id_0> [SEP]` (or the prompt's own `[MASK]`s as
   sentinels, in order), the decoder's output from `<extra_id_0>` up to the next sentinel:
-  what the model puts in the gap.
+  what the model puts in the first gap.
 * generate, BART: the input `[CLS] prompt [MASK] [SEP]` (or the prompt's own `[MASK]`s), the
   decoder rewrites the whole text (BART reconstructs its input).
 
@@ -61,11 +61,13 @@ def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
 
 
 def _with_gaps(tokenizer: Tokenizer, text: str, gap_ids: list[int]) -> list[int]:
-    """Token ids of `text` with the i-th `[MASK]` as `gap_ids[i]`."""
+    """Token ids of `text` with the i-th `[MASK]` as `gap_ids[i]`. The text before a gap loses its
+    trailing space: byte-level and Unigram tokenizers would make a lone space token of it, which
+    training never put before a masked word."""
     pieces = _pieces(text)
-    ids = _encode(tokenizer, pieces[0])
-    for gap, piece in zip(gap_ids, pieces[1:], strict=True):
-        ids += [gap, *_encode(tokenizer, piece)]
+    ids = _encode(tokenizer, pieces[0].rstrip())
+    for number, (gap, piece) in enumerate(zip(gap_ids, pieces[1:], strict=True), start=1):
+        ids += [gap, *_encode(tokenizer, piece if number == len(gap_ids) else piece.rstrip())]
     return ids
 
 
@@ -88,8 +90,13 @@ def fill_mask(scorer: SentenceScorer, tokenizer: Tokenizer, text: str, top_k: in
     hidden = scorer.body(row, torch.ones_like(row, dtype=torch.bool))[0]  # (T, C)
     probs = F.softmax(scorer.head(hidden[row[0] == scorer.mask]).float(), dim=-1)  # (gaps, V)
     best = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-    return [[(tokenizer.id_to_token(int(i)), float(p)) for p, i in zip(values, indices, strict=True)]
+    return [[(_shown(tokenizer, int(i)), float(p)) for p, i in zip(values, indices, strict=True)]
             for values, indices in zip(best.values.cpu(), best.indices.cpu(), strict=True)]
+
+
+def _shown(tokenizer: Tokenizer, token_id: int) -> str:
+    """A vocabulary entry as text (`Ġsat`, `▁sat`, `##s` as the words they make), else its raw form."""
+    return tokenizer.decode([token_id]).strip() or tokenizer.id_to_token(token_id)
 
 
 @torch.no_grad()
@@ -104,6 +111,7 @@ def generate(scorer: SentenceScorer, tokenizer: Tokenizer, prompt: str, decoding
     sampler = torch.Generator().manual_seed(decoding.seed)
     if scorer.kind == "causal":
         prefix = [scorer.start, *_encode(tokenizer, prompt.replace(MASK_TEXT, ""))]
+        _check_length(scorer, len(prefix))
         new = _decode_loop(lambda ids: scorer.head(scorer.body(ids))[:, -1], scorer, prefix, decoding, sampler,
                            device, stop={scorer.end})
         return tokenizer.decode(prefix[1:] + new)

@@ -10,6 +10,7 @@ trains the head only; `aux_lm` adds `aux_lm_weight` x the next-token loss on the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,8 @@ class FinetuneContext:
     bf16: bool
     pad_id: int
     logger: RunLogger
-    advance: Callable[[int], None] = lambda steps: None  # progress: called with the optimizer steps just taken
+    # progress: called with the optimizer steps just taken (timed=False: skipped, e.g. a reused result)
+    advance: Callable[..., None] = lambda steps, timed=True: None
     scratch_cache: ScratchCache | None = None  # where scratch baselines are kept for reuse (None: never reused)
 
 
@@ -70,12 +72,13 @@ def finetune(make_body: Callable[[], nn.Module], task: EncodedTask, cfg: Finetun
         dev, dev_predictions = evaluate(model, task, task.dev, cfg.batch_size, ctx)
         ctx.logger.log({"phase": "finetune", "task": task.name, "init": init_name, "seed": seed, "step": epoch,
                         "loss": train_loss, **{f"dev_{k}": v for k, v in dev.items()}})
-        if not best_weights or dev[primary] > best["dev"][primary]:  # the first epoch counts even with a NaN score
+        best_so_far = best["dev"][primary] if best_weights else math.nan
+        if not best_weights or dev[primary] > best_so_far or (math.isnan(best_so_far) and not math.isnan(dev[primary])):
             best = {"dev": dev, "best_epoch": epoch, "predictions": {"dev": dev_predictions}}
             best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         elif cfg.patience is not None and epoch - best["best_epoch"] >= cfg.patience:
             break
-    ctx.advance(steps_per_epoch * (cfg.epochs - epoch))  # the epochs early stopping skipped
+    ctx.advance(steps_per_epoch * (cfg.epochs - epoch), timed=False)  # the epochs early stopping skipped
     # Test (and any extra set) once, from the best dev epoch's weights: not at every dev improvement.
     model.load_state_dict(best_weights)
     for split, data in {"test": task.test, **task.extra_eval}.items():

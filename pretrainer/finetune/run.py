@@ -89,7 +89,7 @@ def _reused_or_new(cfg: FinetuneConfig, task: EncodedTask, make_body: BodyFactor
         return finetune(make_body, task, cfg, ctx, init_name, seed)
     path = cache.path(task.name, [task.train, task.dev, task.test, *task.extra_eval.values()], seed)
     if (stored := cache.load(path)) is not None:
-        ctx.advance(-(-len(task.train) // cfg.batch_size) * cfg.epochs)
+        ctx.advance(-(-len(task.train) // cfg.batch_size) * cfg.epochs, timed=False)
         return stored | {"reused": True}
     clock = Stopwatch()
     run = finetune(make_body, task, cfg, ctx, init_name, seed)

@@ -6,8 +6,8 @@ repeat the same scratch runs in every job. Each scratch run's result is kept und
 The key covers everything the scratch result depends on: the fine-tuning recipe, the body's
 architecture and vocabulary size, the encoded task (token ids and labels of every split, so
 the tokenizer, the data and `max_length` are in it), the seed, the device type and
-precision, and the source of the code that builds and trains the body (a code change
-invalidates the cache). `finetune.reuse_scratch=false` always recomputes. A reused run logs
+precision, the torch version, and the source of the code that builds and trains the body (a
+code change invalidates the cache). `finetune.reuse_scratch=false` always recomputes. A reused run logs
 no per-epoch lines to metrics.jsonl and says so on the console.
 """
 
@@ -54,9 +54,11 @@ class ScratchCache:
     @classmethod
     def of(cls, cache_dir: Path, cfg: FinetuneConfig, arch: ArchConfig, vocab_size: int, device_type: str,
            bf16: bool) -> ScratchCache:
+        import torch
+
         recipe = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_KEY}
         return cls(Path(cache_dir).expanduser() / "scratch",
-                   fingerprint(recipe, arch, vocab_size, device_type, bf16, code_fingerprint()))
+                   fingerprint(recipe, arch, vocab_size, device_type, bf16, code_fingerprint(), torch.__version__))
 
     def path(self, task_name: str, splits: list[EncodedExamples], seed: int) -> Path:
         key = fingerprint(self.identity, task_name, [examples_fingerprint(split) for split in splits], seed)

@@ -74,7 +74,17 @@ def plot_eval_loss(configs: list[Configuration], path: Path) -> str | None:
 
 def plot_downstream(configs: list[Configuration], tasks: dict[str, str], varying: list[str],
                     path: Path) -> str | None:
-    """Per task: a pair of bars per configuration, pretrained and scratch, with std error bars."""
+    figure = downstream_figure(configs, tasks, varying)
+    if isinstance(figure, str):
+        return figure
+    _save(figure, path)
+    return None
+
+
+def downstream_figure(configs: list[Configuration], tasks: dict[str, str], varying: list[str]) -> Figure | str:
+    """Per task: a pair of bars per configuration, pretrained and scratch, with std error bars
+    where there are seeds to spread (none for a single seed), the chance line, and the y-axis
+    zoomed to the data; the title says over how many seeds. A str: why there is no figure."""
     tasks = {task: metric for task, metric in tasks.items()
              if any(config.scores[task].get("pretrained") for config in configs)}
     if not tasks:
@@ -82,15 +92,22 @@ def plot_downstream(configs: list[Configuration], tasks: dict[str, str], varying
     figure, grid = _grid(len(tasks))
     width = 0.38
     for axes, (task, metric) in zip(grid, tasks.items(), strict=True):
+        low, high = math.inf, -math.inf
         for x, config in enumerate(configs):
             for offset, init, alpha in ((-width / 2, "pretrained", 1.0), (width / 2, "scratch", 0.45)):
                 scores = config.scores[task].get(init)
                 if scores:
-                    axes.bar(x + offset, scores.mean, width, yerr=scores.std or 0.0, capsize=3, color=_color(config),
+                    axes.bar(x + offset, scores.mean, width, yerr=scores.std, capsize=3, color=_color(config),
                              alpha=alpha, hatch="//" if init == "scratch" else None, edgecolor="black", linewidth=0.5)
+                    low, high = min(low, scores.mean - (scores.std or 0)), max(high, scores.mean + (scores.std or 0))
         chances = [c for c in (config.chance(task) for config in configs) if c is not None]
         if chances:
-            axes.axhline(sum(chances) / len(chances), color="gray", linestyle=":", label="chance")
+            chance = sum(chances) / len(chances)
+            axes.axhline(chance, color="gray", linestyle=":", label="chance")
+            low, high = min(low, chance), max(high, chance)
+        if math.isfinite(low) and math.isfinite(high):  # bars start at the zoomed floor, not at 0
+            pad = max(0.05 * (high - low), 0.01)
+            axes.set_ylim(low - pad, high + pad)
         axes.set_xticks(range(len(configs)), [_tick(config, varying) for config in configs], rotation=30,
                         ha="right", fontsize="small")
         axes.set(title=task, ylabel=f"test {metric}", xlabel=" ".join(varying))
@@ -98,8 +115,14 @@ def plot_downstream(configs: list[Configuration], tasks: dict[str, str], varying
     handles += [Patch(facecolor="gray", edgecolor="black", label="pretrained"),
                 Patch(facecolor="gray", alpha=0.45, hatch="//", edgecolor="black", label="scratch")]
     grid[0].legend(handles=handles, fontsize="small")
-    _save(figure, path)
-    return None
+    figure.suptitle(f"Test score, mean ± std over {_seed_count(configs)} (bars without error bars: one seed)")
+    return figure
+
+
+def _seed_count(configs: list[Configuration]) -> str:
+    counts = sorted({config.n_seeds() for config in configs})
+    text = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    return f"{text} seed{'' if counts == [1] else 's'}"
 
 
 def plot_learning_curve(configs: list[Configuration], tasks: dict[str, str], varying: list[str],
@@ -120,6 +143,9 @@ def plot_learning_curve(configs: list[Configuration], tasks: dict[str, str], var
                     sizes, means, stds = zip(*points, strict=True)
                     axes.errorbar(sizes, means, yerr=stds, linestyle=style, marker="o", capsize=3,
                                   color=colormaps["tab10"](color_index % 10), label=f"{label} {init}")
+        chances = [c for c in (config.chance(task) for config in configs) if c is not None]
+        if chances:
+            axes.axhline(sum(chances) / len(chances), color="gray", linestyle=":", label="chance")
         axes.set_xscale("log")
         axes.set(title=task, xlabel="labeled training examples", ylabel=f"test {metric}")
         axes.grid(alpha=0.3, which="both")

@@ -126,7 +126,7 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
         state = restore(runtime.resume_from, model, optimizer, scheduler)
     forward_model = compiled(model, cfg, parallel_model)
     tokens_per_step = cfg.batch_size * cfg.grad_accum * world.size * (runtime.tokens_per_block or data.train.block_size)
-    bar = ProgressBar("pretrain", steps)
+    bar = ProgressBar("pretrain", steps, start=state.step)
     window, window_tokens = Stopwatch(), 0
     model.train()
     saver = Saver(runtime.checkpoint_dir, runtime.checkpoint_extras, world, model, optimizer, scheduler,
@@ -194,11 +194,12 @@ def warn_about_schedule(steps: int, warmup: int, eval_every: int) -> None:
     wholly inside warm-up or drawing a loss curve of one point."""
     if warmup >= steps:
         warn(f"the run ends inside warm-up ({warmup} warm-up steps of {steps}): the learning rate never peaks; "
-             "lower trainer.warmup_steps, or set it to null (trainer.warmup_ratio of the run)")
+             "lower trainer.warmup_steps (or trainer.warmup_ratio when it is null)")
     evaluations = (steps - 1) // eval_every + 1  # the in-run ones, plus the final evaluation
     if evaluations < 3:
         warn(f"{evaluations} evaluation(s) in {steps} steps (trainer.eval_every={eval_every}): the eval-loss curve "
-             "has fewer than 3 points; lower trainer.eval_every, or set it to null (trainer.evals_per_run)")
+             "has fewer than 3 points; lower trainer.eval_every (or raise trainer.evals_per_run when it is null), "
+             "or train longer")
 
 
 def compiled(model: PretrainingModel, cfg: TrainerConfig, parallel_model: nn.Module | None = None) -> nn.Module:

@@ -169,3 +169,19 @@ def test_an_unreachable_hub_is_one_line_pointing_at_a_local_copy(run_cli, tmp_pa
     assert_one_line_error(result, 2, "cannot reach the Hugging Face hub for nyu-mll/glue",
                           "finetune.hub_name=DIR", "HF_HUB_OFFLINE=1")
     assert not (tmp_path / "run").exists()  # refused before any work: nothing left behind
+
+
+def test_a_run_refused_because_another_process_holds_its_dir_never_removes_that_dir(run_cli, tmp_path):
+    import fcntl
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("seed: 0\n")  # another process's run, still packing its corpus
+    (run / "cli.log").write_text("")
+    with open(run / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # that process holds the dir
+        result = run_cli("train", *RUN, f"hydra.run.dir={run}", "resume=true")
+        assert result.code == 2 and "in use" in result.stderr
+        result = run_cli("train", *RUN, f"hydra.run.dir={run}", "objective=clm", "arch=encoder")  # a config error
+        assert result.code == 2
+    assert (run / ".hydra" / "config.yaml").is_file() and (run / "cli.log").is_file()
