@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 
+from pretrainer.config_columns import ColumnMaps, SplitColumns  # noqa: F401 (part of this schema)
 from pretrainer.config_evaluation import PlanConfig, ZeroShotConfig
 from pretrainer.config_tree import field_paths
 from pretrainer.errors import ConfigError  # defined with the other user errors; imported from here too
@@ -240,25 +241,6 @@ DECODE_ERRORS = ("strict", "replace")
 TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 GLUE_TASKS = ("sst2", "cola", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
-
-
-@dataclass
-class SplitColumns:
-    """One split file's own column names (files); null: the task-wide `<name>_column`."""
-
-    text_a: str | None = None
-    text_b: str | None = None
-    label: str | None = None
-
-
-@dataclass
-class ColumnMaps:
-    """Per-split column maps: `finetune.columns.test.text_a=content` when the test file names
-    its text column differently from train's."""
-
-    train: SplitColumns = field(default_factory=SplitColumns)
-    dev: SplitColumns = field(default_factory=SplitColumns)
-    test: SplitColumns = field(default_factory=SplitColumns)
 
 
 @dataclass
