@@ -10,10 +10,22 @@ Exported checkpoints have no pooler (ours has none; `BertForMaskedLM` needs none
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from pretrainer.config import ArchConfig
-from pretrainer.interop.rules import Rule, arch_mismatches, consumed, fused, linear, rule, to_ours, to_theirs
+from pretrainer.interop.rules import (
+    Rule,
+    arch_mismatches,
+    consumed,
+    fused,
+    linear,
+    prefixed,
+    rule,
+    to_ours,
+    to_theirs,
+)
 from pretrainer.tokenization import SpecialIds
 
 MODEL = "BertForMaskedLM"
@@ -29,21 +41,33 @@ HEAD_RULES = [
 
 
 def body_rules(n_layer: int, prefix: str = "") -> list[Rule]:
-    """Our `TransformerBody` (with `seg_emb`) <-> `BertModel` keys, each HF key prefixed by `prefix`."""
+    """Our `TransformerBody` (with `seg_emb`) <-> `BertModel` keys, each HF key prefixed by `prefix`:
+    post-LN, a LayerNorm after each sublayer and one over the summed embeddings."""
+
+    def post_norms(ours: str, theirs: str) -> list[Rule]:
+        return [*linear(f"{ours}.attn_norm", f"{theirs}.attention.output.LayerNorm", bias=True),
+                *linear(f"{ours}.ffn_norm", f"{theirs}.output.LayerNorm", bias=True)]
+
+    return encoder_rules(n_layer, post_norms, linear("stack.emb_norm", "embeddings.LayerNorm", bias=True), prefix)
+
+
+def encoder_rules(n_layer: int, layer_norms: Callable[[str, str], list[Rule]], outer_norm: list[Rule],
+                  prefix: str) -> list[Rule]:
+    """What every BERT-shaped encoder (BERT, MegatronBERT, ELECTRA) names alike: the embeddings
+    and each layer's projections. Where the LayerNorms sit is the one difference:
+    `layer_norms(our block, their layer)` gives a layer's, `outer_norm` the one outside the layers."""
     rules = [rule("tok_emb.weight", "embeddings.word_embeddings.weight"),
              rule("seg_emb.weight", "embeddings.token_type_embeddings.weight"),
-             rule("stack.pos_emb.weight", "embeddings.position_embeddings.weight"),
-             *linear("stack.emb_norm", "embeddings.LayerNorm", bias=True)]
+             rule("stack.pos_emb.weight", "embeddings.position_embeddings.weight"), *outer_norm]
     for i in range(n_layer):
         ours, theirs = f"stack.blocks.{i}", f"encoder.layer.{i}"
         qkv = (f"{theirs}.attention.self.{name}" for name in ("query", "key", "value"))
         rules += [*fused(f"{ours}.attn.qkv", qkv, bias=True),
                   *linear(f"{ours}.attn.out", f"{theirs}.attention.output.dense", bias=True),
-                  *linear(f"{ours}.attn_norm", f"{theirs}.attention.output.LayerNorm", bias=True),
                   *linear(f"{ours}.ffn.up", f"{theirs}.intermediate.dense", bias=True),
                   *linear(f"{ours}.ffn.down", f"{theirs}.output.dense", bias=True),
-                  *linear(f"{ours}.ffn_norm", f"{theirs}.output.LayerNorm", bias=True)]
-    return [Rule(r.ours, tuple(prefix + name for name in r.theirs), r.scales, r.transpose) for r in rules]
+                  *layer_norms(ours, theirs)]
+    return prefixed(rules, prefix)
 
 
 # ---- export ----------------------------------------------------------------------------------------------------

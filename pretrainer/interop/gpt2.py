@@ -18,6 +18,7 @@ from pretrainer.interop.rules import (
     consumed,
     linear,
     plain_head_problems,
+    prefixed,
     rule,
     to_ours,
     to_theirs,
@@ -42,7 +43,7 @@ def body_rules(n_layer: int, prefix: str = "") -> list[Rule]:
                   *linear(f"{ours}.ffn_norm", f"{theirs}.ln_2", bias=True),
                   *linear(f"{ours}.ffn.up", f"{theirs}.mlp.c_fc", bias=True, transpose=True),
                   *linear(f"{ours}.ffn.down", f"{theirs}.mlp.c_proj", bias=True, transpose=True)]
-    return [Rule(r.ours, tuple(prefix + name for name in r.theirs), r.scales, r.transpose) for r in rules]
+    return prefixed(rules, prefix)
 
 
 # ---- export ----------------------------------------------------------------------------------------------------

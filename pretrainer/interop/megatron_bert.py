@@ -16,7 +16,7 @@ import torch
 
 from pretrainer.config import ArchConfig
 from pretrainer.interop import bert
-from pretrainer.interop.rules import Rule, arch_mismatches, fused, linear, rule, to_theirs
+from pretrainer.interop.rules import Rule, arch_mismatches, linear, to_theirs
 from pretrainer.tokenization import SpecialIds
 
 MODEL = "MegatronBertForMaskedLM"
@@ -27,21 +27,14 @@ REQUIRED = {"name": "encoder", "norm_position": "pre", "norm": "layernorm", "pos
 
 
 def body_rules(n_layer: int, prefix: str = "") -> list[Rule]:
-    """Our `TransformerBody` (with `seg_emb`) <-> `MegatronBertModel` keys, each HF key prefixed by `prefix`."""
-    rules = [rule("tok_emb.weight", "embeddings.word_embeddings.weight"),
-             rule("seg_emb.weight", "embeddings.token_type_embeddings.weight"),
-             rule("stack.pos_emb.weight", "embeddings.position_embeddings.weight"),
-             *linear("stack.final_norm", "encoder.ln", bias=True)]
-    for i in range(n_layer):
-        ours, theirs = f"stack.blocks.{i}", f"encoder.layer.{i}"
-        qkv = (f"{theirs}.attention.self.{name}" for name in ("query", "key", "value"))
-        rules += [*linear(f"{ours}.attn_norm", f"{theirs}.attention.ln", bias=True),
-                  *fused(f"{ours}.attn.qkv", qkv, bias=True),
-                  *linear(f"{ours}.attn.out", f"{theirs}.attention.output.dense", bias=True),
-                  *linear(f"{ours}.ffn_norm", f"{theirs}.ln", bias=True),
-                  *linear(f"{ours}.ffn.up", f"{theirs}.intermediate.dense", bias=True),
-                  *linear(f"{ours}.ffn.down", f"{theirs}.output.dense", bias=True)]
-    return [Rule(r.ours, tuple(prefix + name for name in r.theirs), r.scales, r.transpose) for r in rules]
+    """Our `TransformerBody` (with `seg_emb`) <-> `MegatronBertModel` keys, each HF key prefixed by
+    `prefix`: pre-LN, a LayerNorm before each sublayer and one after the last layer."""
+
+    def pre_norms(ours: str, theirs: str) -> list[Rule]:
+        return [*linear(f"{ours}.attn_norm", f"{theirs}.attention.ln", bias=True),
+                *linear(f"{ours}.ffn_norm", f"{theirs}.ln", bias=True)]
+
+    return bert.encoder_rules(n_layer, pre_norms, linear("stack.final_norm", "encoder.ln", bias=True), prefix)
 
 
 # ---- export ----------------------------------------------------------------------------------------------------

@@ -38,6 +38,12 @@ def linear(ours: str, theirs: str, bias: bool, transpose: bool = False) -> list[
     return rules + [rule(f"{ours}.bias", f"{theirs}.bias")] if bias else rules
 
 
+def prefixed(rules: list[Rule], prefix: str) -> list[Rule]:
+    """The same rules with every HF key under `prefix` (`bert.`, `transformer.`: the base model's
+    place inside a model with a head)."""
+    return [Rule(r.ours, tuple(prefix + name for name in r.theirs), r.scales, r.transpose) for r in rules]
+
+
 def fused(ours: str, theirs: Iterable[str], bias: bool, scales: tuple[float, ...] | None = None) -> list[Rule]:
     """Our fused projection (e.g. `qkv`, (3C, C)) = the HF projections stacked on the output dim."""
     theirs = tuple(theirs)
