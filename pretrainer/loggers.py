@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,6 @@ class ProgressBar:
             console=console, transient=False,
         )
         self._task = self._progress.add_task(description, total=total, stats="", completed=start)
-        self._description, self._total = description, total
         self._plain = not console.is_terminal
         self._clock, self._last_line = Stopwatch(), 0.0
         self._untimed = start  # progress this process did not time: a resumed run's earlier steps, reused results
@@ -150,12 +150,11 @@ class ProgressBar:
             return
         self._last_line = elapsed
         task = self._progress.tasks[0]
-        done = int(task.completed)
+        done, total = int(task.completed), int(task.total)
         timed = done - self._untimed
-        eta = _clock_time(elapsed / timed * (self._total - done)) if timed > 0 else "?"
+        eta = _clock_time(elapsed / timed * (total - done)) if timed > 0 else "?"
         stats = f"  {task.fields['stats']}" if task.fields["stats"] else ""
-        share = done / max(self._total, 1)
-        line = (f"{self._description} {done}/{self._total} ({share:.0%}){stats}  "
+        line = (f"{task.description} {done}/{total} ({done / max(total, 1):.0%}){stats}  "
                 f"elapsed {_clock_time(elapsed)}  ETA {eta}")
         self._progress.console.print(escape(line), soft_wrap=True)
 
@@ -168,8 +167,8 @@ class ProgressBar:
 
 
 def _clock_time(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    """H:MM:SS, as the live bar shows elapsed time and ETA."""
+    return str(timedelta(seconds=int(seconds)))
 
 
 def _format_stat(key: str, value: float) -> str:

@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 
 from pretrainer.errors import ConfigError
 from pretrainer.evaluation.scoring import SentenceScorer
-from pretrainer.tokenization.special import sentinel_token
+from pretrainer.tokenization.special import sentinel_ids
 
 MASK_TEXT = "[MASK]"  # how a user writes a gap, whatever the tokenizer calls its mask token
 FILL_MASK_KINDS = ("pll",)
@@ -124,7 +124,7 @@ def generate(scorer: SentenceScorer, tokenizer: Tokenizer, prompt: str, decoding
         return scorer.head(scorer.body.decode(ids, memory, torch.ones_like(source, dtype=torch.bool)))[:, -1]
 
     if scorer.kind == "t5":
-        stop = {scorer.end, *_sentinels(tokenizer)}
+        stop = {scorer.end, *sentinel_ids(tokenizer)}
         return tokenizer.decode(_decode_loop(next_logits, scorer, [scorer.start, scorer.sentinel], decoding, sampler,
                                              device, stop))
     return tokenizer.decode(_decode_loop(next_logits, scorer, [scorer.start], decoding, sampler, device,
@@ -137,19 +137,11 @@ def _encoder_input(scorer: SentenceScorer, tokenizer: Tokenizer, prompt: str) ->
         prompt = f"{prompt} {MASK_TEXT}"
     gaps = len(_pieces(prompt)) - 1
     if scorer.kind == "t5":
-        sentinels = _sentinels(tokenizer)
+        sentinels = sentinel_ids(tokenizer)
         if gaps > len(sentinels):
             raise ConfigError(f"generate: {gaps} gaps but the model has {len(sentinels)} sentinel tokens")
         return [*_with_gaps(tokenizer, prompt, sentinels[:gaps]), scorer.end]
     return [scorer.start, *_with_gaps(tokenizer, prompt, [scorer.mask] * gaps), scorer.end]
-
-
-def _sentinels(tokenizer: Tokenizer) -> list[int]:
-    """T5's sentinel ids in order (`<extra_id_0>`, `<extra_id_1>`, ...), as many as the vocabulary has."""
-    sentinels = []
-    while (found := tokenizer.token_to_id(sentinel_token(len(sentinels)))) is not None:
-        sentinels.append(found)
-    return sentinels
 
 
 def _decode_loop(next_logits, scorer: SentenceScorer, prefix: list[int], decoding: Decoding,

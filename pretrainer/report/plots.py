@@ -100,10 +100,8 @@ def downstream_figure(configs: list[Configuration], tasks: dict[str, str], varyi
                     axes.bar(x + offset, scores.mean, width, yerr=scores.std, capsize=3, color=_color(config),
                              alpha=alpha, hatch="//" if init == "scratch" else None, edgecolor="black", linewidth=0.5)
                     low, high = min(low, scores.mean - (scores.std or 0)), max(high, scores.mean + (scores.std or 0))
-        chances = [c for c in (config.chance(task) for config in configs) if c is not None]
-        if chances:
-            chance = sum(chances) / len(chances)
-            axes.axhline(chance, color="gray", linestyle=":", label="chance")
+        chance = _chance_line(axes, configs, task)
+        if chance is not None:
             low, high = min(low, chance), max(high, chance)
         if math.isfinite(low) and math.isfinite(high):  # bars start at the zoomed floor, not at 0
             pad = max(0.05 * (high - low), 0.01)
@@ -117,6 +115,16 @@ def downstream_figure(configs: list[Configuration], tasks: dict[str, str], varyi
     grid[0].legend(handles=handles, fontsize="small")
     figure.suptitle(f"Test score, mean ± std over {_seed_count(configs)} (bars without error bars: one seed)")
     return figure
+
+
+def _chance_line(axes: Axes, configs: list[Configuration], task: str) -> float | None:
+    """The task's chance score (mean over the configurations that know it) as a dotted line."""
+    chances = [c for c in (config.chance(task) for config in configs) if c is not None]
+    if not chances:
+        return None
+    chance = sum(chances) / len(chances)
+    axes.axhline(chance, color="gray", linestyle=":", label="chance")
+    return chance
 
 
 def _seed_count(configs: list[Configuration]) -> str:
@@ -143,9 +151,7 @@ def plot_learning_curve(configs: list[Configuration], tasks: dict[str, str], var
                     sizes, means, stds = zip(*points, strict=True)
                     axes.errorbar(sizes, means, yerr=stds, linestyle=style, marker="o", capsize=3,
                                   color=colormaps["tab10"](color_index % 10), label=f"{label} {init}")
-        chances = [c for c in (config.chance(task) for config in configs) if c is not None]
-        if chances:
-            axes.axhline(sum(chances) / len(chances), color="gray", linestyle=":", label="chance")
+        _chance_line(axes, configs, task)
         axes.set_xscale("log")
         axes.set(title=task, xlabel="labeled training examples", ylabel=f"test {metric}")
         axes.grid(alpha=0.3, which="both")

@@ -55,39 +55,37 @@ class Difference:
 def paired_interval(differences: Sequence[float]) -> tuple[float, float, str]:
     """(low, high, method) for the mean of per-seed differences (at least 2)."""
     d = np.asarray(differences, dtype=float)
-    if np.ptp(d) == 0:  # every seed moved by the same amount: nothing to resample, no spread
-        return float(d[0]), float(d[0]), T_INTERVAL if len(d) < MIN_BOOTSTRAP else BCA
     if len(d) < MIN_BOOTSTRAP:
-        half = stats.t.ppf((1 + CONFIDENCE) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        return float(d.mean() - half), float(d.mean() + half), T_INTERVAL
-    return _bca((d,), lambda x, axis: np.mean(x, axis=axis))
+        return _interval(T_INTERVAL, d[0], np.ptp(d) == 0,
+                         lambda: stats.ttest_1samp(d, 0.0).confidence_interval(CONFIDENCE))
+    return _interval(BCA, d[0], np.ptp(d) == 0, lambda: _bca((d,), lambda x, axis: np.mean(x, axis=axis)))
 
 
 def unpaired_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, str]:
-    """(low, high, method) for mean(a) - mean(b), each side at least 2 values."""
+    """(low, high, method) for mean(a) - mean(b), each side at least 2 values (Welch's t-interval
+    below MIN_BOOTSTRAP on either side)."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    no_spread = np.ptp(x) == 0 and np.ptp(y) == 0
     if min(len(x), len(y)) < MIN_BOOTSTRAP:
-        return (*_welch(x, y), T_INTERVAL)
-    if np.ptp(x) == 0 and np.ptp(y) == 0:
-        return float(x[0] - y[0]), float(x[0] - y[0]), BCA
-    return _bca((x, y), lambda p, q, axis: np.mean(p, axis=axis) - np.mean(q, axis=axis))
+        return _interval(T_INTERVAL, x[0] - y[0], no_spread,
+                         lambda: stats.ttest_ind(x, y, equal_var=False).confidence_interval(CONFIDENCE))
+    return _interval(BCA, x[0] - y[0], no_spread,
+                     lambda: _bca((x, y), lambda p, q, axis: np.mean(p, axis=axis) - np.mean(q, axis=axis)))
 
 
-def _welch(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Welch's t-interval for mean(x) - mean(y) (Welch-Satterthwaite degrees of freedom)."""
-    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
-    estimate = x.mean() - y.mean()
-    if vx + vy == 0:
-        return float(estimate), float(estimate)
-    dof = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
-    half = stats.t.ppf((1 + CONFIDENCE) / 2, dof) * np.sqrt(vx + vy)
-    return float(estimate - half), float(estimate + half)
+def _interval(method: str, value: float, no_spread: bool, interval) -> tuple[float, float, str]:
+    """The confidence interval `interval()` computes with scipy, or the one value every seed
+    gave when nothing varies (scipy would warn of lost precision, or give NaN)."""
+    if no_spread:
+        return float(value), float(value), method
+    found = interval()
+    return float(found.low), float(found.high), method
 
 
-def _bca(samples: tuple[np.ndarray, ...], statistic) -> tuple[float, float, str]:
-    result = stats.bootstrap(samples, statistic, n_resamples=RESAMPLES, confidence_level=CONFIDENCE, method="BCa",
-                             vectorized=True, paired=False, rng=np.random.default_rng(RNG_SEED))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high), BCA
+def _bca(samples: tuple[np.ndarray, ...], statistic):
+    """scipy's BCa bootstrap interval of `statistic`, from a fixed generator."""
+    return stats.bootstrap(samples, statistic, n_resamples=RESAMPLES, confidence_level=CONFIDENCE, method="BCa",
+                           vectorized=True, paired=False, rng=np.random.default_rng(RNG_SEED)).confidence_interval
 
 
 def paired_difference(a: dict, b: dict, seeds: list) -> Difference:

@@ -22,6 +22,14 @@ def sentinel_token(index: int) -> str:
     return f"<extra_id_{index}>"
 
 
+def sentinel_ids(tokenizer: Tokenizer) -> list[int]:
+    """The ids of T5's sentinels in order (`<extra_id_0>`, `<extra_id_1>`, ...), as many as the vocabulary has."""
+    sentinels = []
+    while (sentinel := tokenizer.token_to_id(sentinel_token(len(sentinels)))) is not None:
+        sentinels.append(sentinel)
+    return sentinels
+
+
 @dataclass(frozen=True)
 class SpecialIds:
     pad: int
@@ -38,9 +46,7 @@ class SpecialIds:
         ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
         if ids != list(range(len(SPECIAL_TOKENS))):
             raise ValueError(f"tokenizer special tokens must be {SPECIAL_TOKENS} at ids 0..4, got {ids}")
-        sentinels = []
-        while (sentinel := tokenizer.token_to_id(sentinel_token(len(sentinels)))) is not None:
-            sentinels.append(sentinel)
+        sentinels = sentinel_ids(tokenizer)
         # Byte-level BPE also has the space-prefixed form (Ġ.) of each mark.
         marks = [tokenizer.token_to_id(mark) for mark in (".", "!", "?", "\u0120.", "\u0120!", "\u0120?")]
         return cls(*ids, count=len(SPECIAL_TOKENS), sentinels=tuple(sentinels),
