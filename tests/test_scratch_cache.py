@@ -7,7 +7,7 @@ import json
 
 from pretrainer.config import ArchConfig, FinetuneConfig
 from pretrainer.finetune.classifier import EncodedExamples
-from pretrainer.finetune.scratch_cache import ScratchCache
+from pretrainer.finetune.scratch_cache import ScratchCache, data_key
 
 FT = ["finetune.tasks=[sentiment]", "finetune.train_size=40", "finetune.eval_size=30", "finetune.epochs=2",
       "data.num_documents=200"]
@@ -42,10 +42,11 @@ def test_the_key_follows_data_seed_recipe_architecture_and_device(tmp_path):
     data = EncodedExamples([[2, 5, 3]], [[0, 0, 0]], [1], ["a"])
     other = EncodedExamples([[2, 6, 3]], [[0, 0, 0]], [1], ["b"])
     cache = ScratchCache.of(tmp_path, FinetuneConfig(), arch, 100, "cpu", False)
-    base = cache.path("t", [data], 0)
+    base = cache.path("t", data_key([data]), 0)
     assert base == ScratchCache.of(tmp_path, FinetuneConfig(save_predictions=False), arch, 100, "cpu", False).path(
-        "t", [data], 0)  # what a run writes is not in the key
-    assert len({base, cache.path("t", [other], 0), cache.path("t", [data], 1),
-                ScratchCache.of(tmp_path, FinetuneConfig(lr=1e-4), arch, 100, "cpu", False).path("t", [data], 0),
-                ScratchCache.of(tmp_path, FinetuneConfig(), arch, 101, "cpu", False).path("t", [data], 0),
-                ScratchCache.of(tmp_path, FinetuneConfig(), arch, 100, "cuda", True).path("t", [data], 0)}) == 6
+        "t", data_key([data]), 0)  # what a run writes is not in the key
+    key = data_key([data])
+    assert len({base, cache.path("t", data_key([other]), 0), cache.path("t", key, 1),
+                ScratchCache.of(tmp_path, FinetuneConfig(lr=1e-4), arch, 100, "cpu", False).path("t", key, 0),
+                ScratchCache.of(tmp_path, FinetuneConfig(), arch, 101, "cpu", False).path("t", key, 0),
+                ScratchCache.of(tmp_path, FinetuneConfig(), arch, 100, "cuda", True).path("t", key, 0)}) == 6

@@ -59,8 +59,8 @@ def finetune(make_body: Callable[[], nn.Module], task: EncodedTask, cfg: Finetun
     model = TaskModel(make_body(), task.kind, task.num_labels, cfg.pooling, cfg.dropout).to(ctx.device)
     if cfg.mode == "linear_probe":
         model.body.requires_grad_(False)
-    steps_per_epoch = -(-len(task.train) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
+    steps = steps_per_epoch(len(task.train), cfg.batch_size)
+    total = steps * cfg.epochs
     optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.999))
     scheduler = build_schedule(optimizer, "linear", max(1, int(cfg.warmup_ratio * total)), total, 0.0)
     primary = task.metrics[0]
@@ -72,18 +72,27 @@ def finetune(make_body: Callable[[], nn.Module], task: EncodedTask, cfg: Finetun
         dev, dev_predictions = evaluate(model, task, task.dev, cfg.batch_size, ctx)
         ctx.logger.log({"phase": "finetune", "task": task.name, "init": init_name, "seed": seed, "step": epoch,
                         "loss": train_loss, **{f"dev_{k}": v for k, v in dev.items()}})
-        best_so_far = best["dev"][primary] if best_weights else math.nan
-        if not best_weights or dev[primary] > best_so_far or (math.isnan(best_so_far) and not math.isnan(dev[primary])):
+        if not best or _improves(dev[primary], best["dev"][primary]):
             best = {"dev": dev, "best_epoch": epoch, "predictions": {"dev": dev_predictions}}
             best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         elif cfg.patience is not None and epoch - best["best_epoch"] >= cfg.patience:
             break
-    ctx.advance(steps_per_epoch * (cfg.epochs - epoch), timed=False)  # the epochs early stopping skipped
+    ctx.advance(steps * (cfg.epochs - epoch), timed=False)  # the epochs early stopping skipped
     # Test (and any extra set) once, from the best dev epoch's weights: not at every dev improvement.
     model.load_state_dict(best_weights)
     for split, data in {"test": task.test, **task.extra_eval}.items():
         best[split], best["predictions"][split] = evaluate(model, task, data, cfg.batch_size, ctx)
     return best | {"epochs_run": epoch}
+
+
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch over `examples` (the last batch may be short)."""
+    return math.ceil(examples / batch_size)
+
+
+def _improves(score: float, best: float) -> bool:
+    """A better dev score; a number always beats a NaN (a metric undefined at an earlier epoch)."""
+    return score > best or (math.isnan(best) and not math.isnan(score))
 
 
 def _train_epoch(model: TaskModel, task: EncodedTask, cfg: FinetuneConfig, ctx: FinetuneContext,

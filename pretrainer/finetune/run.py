@@ -22,7 +22,8 @@ from pretrainer.data.examples import TaskSplits
 from pretrainer.finetune.classifier import EncodedExamples, encode_examples
 from pretrainer.finetune.metrics import glue_average as mean_over_tasks
 from pretrainer.finetune.metrics import glue_score
-from pretrainer.finetune.recipe import EncodedTask, FinetuneContext, finetune
+from pretrainer.finetune.recipe import EncodedTask, FinetuneContext, finetune, steps_per_epoch
+from pretrainer.finetune.scratch_cache import data_key
 from pretrainer.finetune.tasks import chance_score
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import ProgressBar, Stopwatch, info
@@ -48,7 +49,8 @@ def finetune_all(cfg: FinetuneConfig, tasks: list[TaskSplits], tokenizer: Tokeni
 
 def _announce(cfg: FinetuneConfig, tasks: list[TaskSplits], num_inits: int) -> ProgressBar:
     """Say how much fine-tuning is ahead (optimizer steps; the bar's ETA gives the time)."""
-    steps = sum(-(-len(task.train) // cfg.batch_size) for task in tasks) * cfg.epochs * num_inits * len(cfg.run_seeds())
+    steps = (sum(steps_per_epoch(len(task.train), cfg.batch_size) for task in tasks) * cfg.epochs * num_inits
+             * len(cfg.run_seeds()))
     info(f"fine-tuning {len(tasks)} task(s) x {num_inits} init(s) x {len(cfg.run_seeds())} seed(s): up to "
          f"{steps:,} steps ({cfg.epochs} epochs of batch {cfg.batch_size})")
     return ProgressBar("fine-tune", steps)
@@ -65,16 +67,16 @@ def _finetune_task(cfg: FinetuneConfig, task: TaskSplits, tokenizer: Tokenizer, 
         info(f"{task.name}: {task.empty_texts} example(s) with an empty text (kept)")
     for init_name, make_body in inits.items():
         runs = []
+        cached = init_name == "scratch" and cfg.reuse_scratch and ctx.scratch_cache is not None
+        data = data_key([encoded.train, encoded.dev, encoded.test, *encoded.extra_eval.values()]) if cached else None
         for seed in cfg.run_seeds():
-            clock = Stopwatch()
-            run = _reused_or_new(cfg, encoded, make_body, ctx, init_name, seed)
-            run.setdefault("wall_time_s", clock.elapsed())
+            run = _reused_or_new(cfg, encoded, make_body, ctx, init_name, seed, data)
             if cfg.save_predictions:
                 _write_predictions(run_dir / "predictions" / task.name / init_name / f"seed{seed}",
                                    run.pop("predictions"), encoded)
             run.pop("predictions", None)
             runs.append(run | {"seed": seed})
-            how = "reused from the scratch cache" if run.get("reused") else f"in {clock.elapsed():.1f}s"
+            how = "reused from the scratch cache" if run.get("reused") else f"in {run['wall_time_s']:.1f}s"
             info(f"fine-tuned {task.name} ({init_name}, seed {seed}): test {task.metrics[0]} "
                  f"{run['test'][task.metrics[0]]:.3f} {how}")
         result[init_name] = aggregate(runs)
@@ -82,19 +84,18 @@ def _finetune_task(cfg: FinetuneConfig, task: TaskSplits, tokenizer: Tokenizer, 
 
 
 def _reused_or_new(cfg: FinetuneConfig, task: EncodedTask, make_body: BodyFactory, ctx: FinetuneContext,
-                  init_name: str, seed: int) -> dict[str, Any]:
-    """One fine-tuning run; a scratch run comes from the scratch cache when it was computed before."""
-    cache = ctx.scratch_cache if init_name == "scratch" and cfg.reuse_scratch else None
-    if cache is None:
-        return finetune(make_body, task, cfg, ctx, init_name, seed)
-    path = cache.path(task.name, [task.train, task.dev, task.test, *task.extra_eval.values()], seed)
-    if (stored := cache.load(path)) is not None:
-        ctx.advance(-(-len(task.train) // cfg.batch_size) * cfg.epochs, timed=False)
+                   init_name: str, seed: int, data: str | None) -> dict[str, Any]:
+    """One fine-tuning run with its wall time; a scratch run comes from the scratch cache
+    (`data`: the task's data key, None when the run is not cached) when it was computed before."""
+    path = ctx.scratch_cache.path(task.name, data, seed) if data is not None else None
+    if path is not None and (stored := ctx.scratch_cache.load(path)) is not None:
+        ctx.advance(steps_per_epoch(len(task.train), cfg.batch_size) * cfg.epochs, timed=False)
         return stored | {"reused": True}
     clock = Stopwatch()
     run = finetune(make_body, task, cfg, ctx, init_name, seed)
     run["wall_time_s"] = clock.elapsed()
-    cache.store(path, run)
+    if path is not None:
+        ctx.scratch_cache.store(path, run)
     return run
 
 

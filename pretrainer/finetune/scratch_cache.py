@@ -41,9 +41,10 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def examples_fingerprint(data: EncodedExamples) -> str:
-    return fingerprint(data.ids, data.type_ids, [list(label) if isinstance(label, tuple) else label
-                                                 for label in data.labels])
+def data_key(splits: list[EncodedExamples]) -> str:
+    """A task's encoded data (ids, token types and labels of every split, in order), hashed:
+    computed once per task, not once per seed."""
+    return fingerprint([fingerprint(split.ids, split.type_ids, split.labels) for split in splits])
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,9 @@ class ScratchCache:
         return cls(Path(cache_dir).expanduser() / "scratch",
                    fingerprint(recipe, arch, vocab_size, device_type, bf16, code_fingerprint(), torch.__version__))
 
-    def path(self, task_name: str, splits: list[EncodedExamples], seed: int) -> Path:
-        key = fingerprint(self.identity, task_name, [examples_fingerprint(split) for split in splits], seed)
-        return self.directory / f"{task_name}-seed{seed}-{key}.json"
+    def path(self, task_name: str, data: str, seed: int) -> Path:
+        """Where one scratch run is kept; `data`: the task's `data_key`."""
+        return self.directory / f"{task_name}-seed{seed}-{fingerprint(self.identity, task_name, data, seed)}.json"
 
     def load(self, path: Path) -> dict[str, Any] | None:
         """A stored run, or None (absent, or unreadable: then it is simply recomputed)."""
