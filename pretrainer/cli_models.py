@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pretrainer.errors import UserError
 
@@ -18,6 +20,17 @@ def _parser(name: str, description: str, text_help: str) -> argparse.ArgumentPar
     parser.add_argument("text", help=text_help)
     parser.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, mps")
     return parser
+
+
+@contextmanager
+def _one_line_errors(command: str) -> Iterator[None]:
+    """A bad model path, format or option ends the command with one line (exit 2), no traceback."""
+    from pretrainer.cli import fail
+
+    try:
+        yield
+    except (UserError, ValueError, FileNotFoundError, ImportError) as error:
+        fail(error, command)
 
 
 def _load(model: str, device_name: str):
@@ -41,17 +54,14 @@ def generate_command(args: list[str]) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same samples")
     parser.add_argument("--num", type=int, default=1, help="how many samples (seeds seed, seed+1, ...)")
     parsed = parser.parse_args(args)
-    from pretrainer.cli import fail
     from pretrainer.evaluation.generation import Decoding, generate
 
-    try:
+    with _one_line_errors("generate"):
         scorer, tokenizer, device = _load(parsed.model, parsed.device)
         for sample in range(1 if parsed.greedy else max(1, parsed.num)):
             decoding = Decoding(parsed.max_new_tokens, parsed.greedy, parsed.temperature, parsed.top_k,
                                 parsed.seed + sample)
             print(generate(scorer, tokenizer, parsed.text, decoding, device), flush=True)
-    except (UserError, ValueError, FileNotFoundError, ImportError) as error:
-        fail(error, "generate")
 
 
 def fill_mask_command(args: list[str]) -> None:
@@ -60,21 +70,18 @@ def fill_mask_command(args: list[str]) -> None:
                      "their probabilities.", "the text, with one or more [MASK]")
     parser.add_argument("--top-k", type=int, default=5)
     parsed = parser.parse_args(args)
-    from pretrainer.cli import fail
     from pretrainer.evaluation.generation import MASK_TEXT, fill_mask
 
-    try:
+    with _one_line_errors("fill-mask"):
         scorer, tokenizer, device = _load(parsed.model, parsed.device)
         for number, candidates in enumerate(fill_mask(scorer, tokenizer, parsed.text, parsed.top_k, device), 1):
             shown = "  ".join(f"{token} {probability:.3f}" for token, probability in candidates)
-            print(f"{MASK_TEXT} {number}: {shown}", file=sys.stdout, flush=True)
-    except (UserError, ValueError, FileNotFoundError, ImportError) as error:
-        fail(error, "fill-mask")
+            print(f"{MASK_TEXT} {number}: {shown}", flush=True)
 
 
 def export_command(args: list[str]) -> None:
     """`pretrainer export RUN_DIR [--out DIR]`."""
-    from pretrainer.cli import fail, run_dir_parser
+    from pretrainer.cli import run_dir_parser
 
     parsed = run_dir_parser("export", "Write a run as a transformers model (BERT or MegatronBERT masked LM, "
                             "ELECTRA discriminator, GPT-2 LM or T5) with its tokenizer.",
@@ -83,12 +90,9 @@ def export_command(args: list[str]) -> None:
 
     from pretrainer.interop import export_hf
 
-    try:
-        with warnings.catch_warnings(record=True) as notes:
-            warnings.simplefilter("always", UserWarning)
-            out = export_hf(parsed.run_dir, parsed.out or parsed.run_dir / "hf")
-    except (UserError, ValueError, FileNotFoundError, ImportError) as error:
-        fail(error, "export")
+    with _one_line_errors("export"), warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", UserWarning)
+        out = export_hf(parsed.run_dir, parsed.out or parsed.run_dir / "hf")
     for note in notes:  # what the export left out (a pre-LN ELECTRA's discriminator head), as one line
         print(f"pretrainer export: note: {note.message}", file=sys.stderr)
     print(f"wrote {out}")

@@ -99,13 +99,14 @@ def expanded_jobs(config_dir: Path, args: list[str]) -> list[list[str]]:
     return sweep_jobs(list(by_key.values()))
 
 
+def _varying_positions(jobs: list[list[str]]) -> list[int]:
+    """Positions in the jobs' override lists whose values differ across the jobs."""
+    return [position for position in range(len(jobs[0]) if jobs else 0) if len({job[position] for job in jobs}) > 1]
+
+
 def varying_keys(jobs: list[list[str]]) -> list[str]:
     """The override keys whose values differ across the jobs, in command-line order."""
-    keys = []
-    for position in range(len(jobs[0]) if jobs else 0):
-        if len({job[position] for job in jobs}) > 1:
-            keys.append(jobs[0][position].split("=", 1)[0])
-    return keys
+    return [jobs[0][position].split("=", 1)[0] for position in _varying_positions(jobs)]
 
 
 def invalid_jobs(config_dir: Path, jobs: list[list[str]], validate: Callable) -> list[str]:
@@ -118,7 +119,7 @@ def invalid_jobs(config_dir: Path, jobs: list[list[str]], validate: Callable) ->
     from pretrainer.errors import UserError
 
     problems = []
-    swept = [position for position in range(len(jobs[0]) if jobs else 0) if len({job[position] for job in jobs}) > 1]
+    swept = _varying_positions(jobs)
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         for number, job in enumerate(jobs, start=1):
             try:
@@ -148,14 +149,13 @@ def check_override_keys(config_dir: Path, args: list[str]) -> None:
         if key.startswith(("+", "~", "hydra.", "hydra/")) or key in known or (config_dir / key).is_dir():
             continue  # Hydra's, explicit, a config key, or a config group (`debug=fast`, `arch/size=base`)
         parent = key.rpartition(".")[0]
-        while parent and parent not in known:
+        while parent and parent not in known:  # the deepest section that exists
             parent = parent.rpartition(".")[0]
-        siblings = sorted(path.removeprefix(f"{parent}.") for path in known
-                          if path.startswith(f"{parent}.") and "." not in path.removeprefix(f"{parent}."))
-        siblings = siblings if parent else sorted(path for path in known if "." not in path)
-        wrong = key.removeprefix(f"{parent}.").split(".")[0] if parent else key.split(".")[0]  # the first bad part
-        guess = difflib.get_close_matches(wrong, siblings, n=1)
-        hint = f" (did you mean {parent + '.' if parent else ''}{guess[0]}?)" if guess else ""
+        prefix = f"{parent}." if parent else ""
+        siblings = sorted(path[len(prefix):] for path in known
+                          if path.startswith(prefix) and "." not in path[len(prefix):])
+        guess = difflib.get_close_matches(key[len(prefix):].split(".")[0], siblings, n=1)  # its first bad part
+        hint = f" (did you mean {prefix}{guess[0]}?)" if guess else ""
         where = f"valid keys of {parent}" if parent else "valid top-level keys"
         raise ConfigError(f"unknown key {key}{hint}; {where}: {', '.join(siblings)}")
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,9 +129,9 @@ def _check_hub_reachable(hub_name: str, timeout_s: float = 5.0) -> None:
     for ~25 s and prints a warning per retry when there is no network."""
     from huggingface_hub import constants
 
-    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+    endpoint, proxies = urlparse(constants.ENDPOINT), urllib.request.getproxies()  # *_PROXY, either case
+    if proxies.get("https") or proxies.get("all"):
         return  # behind a proxy a direct connection proves nothing: let the client try
-    endpoint = urlparse(constants.ENDPOINT)
     host = endpoint.hostname or "huggingface.co"
     port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
