@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretrainer.data.blocks import BlockSet
+from pretrainer.evaluation.scoring import evaluation_mode
 from pretrainer.loggers import info, warn
 
 COLLAPSED = 0.6  # mean token-pair cosine above which the representation counts as collapsed
@@ -31,12 +32,8 @@ MAX_TOKENS = 1024  # tokens compared (all pairs among them)
 def token_cosine(body: nn.Module, ids: torch.Tensor, real: torch.Tensor) -> float:
     """Mean cosine similarity over distinct pairs of the real tokens' final states.
     ids, real: (B, T) token ids and the mask of real (not padding) tokens."""
-    was_training = body.training
-    body.eval()
-    try:
+    with evaluation_mode(body):
         states = body(ids, real)[real]  # (N, C)
-    finally:
-        body.train(was_training)
     unit = F.normalize(states[:MAX_TOKENS].float(), dim=-1)
     count = unit.shape[0]
     if count < 2:

@@ -19,7 +19,8 @@ needs. Scores are sums over the sentence's tokens, in nats; padding never change
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -54,14 +55,21 @@ class SentenceScorer:
     @torch.no_grad()
     def scores(self, sentences: Sequence[Sequence[int]], device: torch.device) -> torch.Tensor:
         """(N,) float64 log-scores of N tokenised sentences."""
-        was_training = self.body.training
-        self.body.eval()
-        self.head.eval()
-        try:
+        with evaluation_mode(self.body, self.head):
             return SCORERS[self.kind](self, [list(s) for s in sentences], device)
-        finally:
-            self.body.train(was_training)
-            self.head.train(was_training)
+
+
+@contextmanager
+def evaluation_mode(*modules: nn.Module) -> Iterator[None]:
+    """The modules in eval mode (no dropout) inside, each back in its own mode after."""
+    modes = [module.training for module in modules]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for module, mode in zip(modules, modes, strict=True):
+            module.train(mode)
 
 
 def _padded(rows: list[list[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
