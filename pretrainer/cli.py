@@ -40,9 +40,10 @@ from pretrainer.cli_sweeps import (
     expanded_jobs,
     invalid_jobs,
     options_first,
+    running_sweep,
     split_args,
     stable_sweep_dir,
-    varying_keys,
+    sweep_env_override,
 )
 from pretrainer.config import Config, ConfigError
 from pretrainer.config_tree import reject_unknown_fields
@@ -147,9 +148,7 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-SWEEP_SIZE: list[int] = []  # number of jobs of the running sweep, counted from its command line
 FRESH_RUN_DIRS: list[Path] = []  # run dirs whose Hydra record this command wrote (not a resumed run's)
-SWEEP_VARYING: list[str] = []  # the override keys whose values differ across the running sweep's jobs
 
 
 def run_job(command: Command, cfg: DictConfig) -> None:
@@ -281,18 +280,20 @@ def has_checkpoints(run_dir: Path) -> bool:
 
 
 def _job_label(hydra_cfg) -> str:
-    total = f" of {SWEEP_SIZE[0]}" if SWEEP_SIZE else ""
+    size, _ = running_sweep()
+    total = f" of {size}" if size else ""
     return f"job {hydra_cfg.job.num + 1}{total} ({hydra_cfg.job.override_dirname or 'defaults'})"
 
 
 def _as_sweep_job(cfg: Config, hydra_cfg) -> Config:
     """A sweep job's run is named by the overrides that vary across the sweep (not its whole
     override string), and its wandb run grouped under the sweep, named by what it varies."""
-    varying = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] in SWEEP_VARYING]
+    _, varying_keys = running_sweep()
+    varying = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] in varying_keys]
     if varying and cfg.run_name == hydra_cfg.job.override_dirname:  # the default name, not one the user gave
         cfg.run_name = ",".join(varying)
     if cfg.logger.group is None:
-        what = " x ".join(SWEEP_VARYING) if SWEEP_VARYING else "one job"
+        what = " x ".join(varying_keys) if varying_keys else "one job"
         cfg.logger.group = f"{Path(hydra_cfg.sweep.dir).name}: {what}"
     return cfg
 
@@ -355,10 +356,9 @@ def run_hydra(name: str, args: list[str]) -> None:
     args = options_first(args)
     if multirun:
         jobs = checked_sweep(args)
-        SWEEP_SIZE[:] = [len(jobs)]
-        SWEEP_VARYING[:] = varying_keys(jobs)
         if not any(a.startswith("hydra.sweep.dir=") for a in args):
             args = [*args, stable_sweep_dir(name, args)]
+        args = [*args, sweep_env_override(jobs)]
     elif name == "train":
         args = agreed_run_dir(args)
     sys.argv = [f"pretrainer {name}", *args]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,6 +108,23 @@ def _varying_positions(jobs: list[list[str]]) -> list[int]:
 def varying_keys(jobs: list[list[str]]) -> list[str]:
     """The override keys whose values differ across the jobs, in command-line order."""
     return [jobs[0][position].split("=", 1)[0] for position in _varying_positions(jobs)]
+
+
+# A sweep job learns its sweep's size and varying keys from this variable, which Hydra sets
+# around each job (hydra.job.env_set): it reaches jobs that a launcher runs in other processes
+# or on other machines (submitit/SLURM), where this process's memory does not.
+SWEEP_ENV = "PRETRAINER_SWEEP"
+
+
+def sweep_env_override(jobs: list[list[str]]) -> str:
+    """The Hydra override that hands every job "<number of jobs> <varying key> ..."."""
+    return f"++hydra.job.env_set.{SWEEP_ENV}='{' '.join([str(len(jobs)), *varying_keys(jobs)])}'"
+
+
+def running_sweep() -> tuple[int | None, list[str]]:
+    """(number of jobs, varying keys) of the sweep this job belongs to; (None, []) outside one."""
+    size, *keys = os.environ.get(SWEEP_ENV, "").split() or [None]
+    return (int(size) if size else None), keys
 
 
 def invalid_jobs(config_dir: Path, jobs: list[list[str]], validate: Callable) -> list[str]:

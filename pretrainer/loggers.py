@@ -1,5 +1,9 @@
 """Run logging: `metrics.jsonl` in the run dir always, wandb when `logger.name=wandb`,
-and a console progress bar plus the final results table."""
+and a console progress bar plus the final results table.
+
+Where the output is not a terminal (a log file, a pipe, a scheduler's output) rich would assume
+80 columns and cut tables and wrap lines there; the console is then `$COLUMNS` wide when that is
+set, else `LOG_WIDTH`, so a log holds every table whole and every message on one line."""
 
 from __future__ import annotations
 
@@ -11,17 +15,42 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from pretrainer.config import LoggerConfig
 from pretrainer.config_tree import flatten
 from pretrainer.hashing import write_text_atomic
 
-console = Console()
-error_console = Console(stderr=True)
+LOG_WIDTH = 10_000  # columns when the output is not a terminal and $COLUMNS is unset: no width to fit
+
+
+class LogConsole(Console):
+    """Rich's console, as wide as `LOG_WIDTH` where the output is not a terminal and neither
+    $COLUMNS nor an explicit width says otherwise; decided at each print, as the output may change
+    (pytest's capture, a redirected sys.stdout)."""
+
+    def _get_size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        if self._width is not None or self.is_terminal or self._environ.get("COLUMNS", "").isdigit():
+            return size
+        return ConsoleDimensions(LOG_WIDTH, size.height)
+
+    size = property(_get_size, Console.size.fset)
+
+
+console = LogConsole()
+error_console = LogConsole(stderr=True)
 
 
 def info(message: str) -> None:
@@ -115,19 +144,18 @@ def _start_wandb(run_dir: Path, cfg: LoggerConfig, run_name: str, config: dict[s
 class ProgressBar:
     """Console progress for a loop of known length: loss, lr, tokens/s and ETA. On a terminal a
     live bar; otherwise (a log file, a scheduler's output) a plain line every `LINE_EVERY_S`
-    seconds with the same figures, so a long run under `nohup` or SLURM shows where it is."""
+    seconds with the same figures, so a long run under `nohup` or SLURM shows where it is.
+    `total=None`: a stream of unknown length, counted in `unit`s, with no ETA."""
 
     LINE_EVERY_S = 30.0
 
-    def __init__(self, description: str, total: int, start: int = 0):
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=console, transient=False,
-        )
-        self._task = self._progress.add_task(description, total=total, stats="", completed=start)
+    def __init__(self, description: str, total: int | None, start: int = 0, unit: str = ""):
+        self._unit = f" {unit}" if unit else ""
         self._plain = not console.is_terminal
-        self._clock, self._last_line = Stopwatch(), 0.0
+        # Not on a terminal the lines below are the record: no live display, not even a last frame of the bar.
+        self._progress = Progress(*_columns(total is not None, self._unit), console=console, disable=self._plain)
+        self._task = self._progress.add_task(description, total=total, stats="", completed=start)
+        self._clock, self._last_line, self._line_shows = Stopwatch(), 0.0, None
         self._untimed = start  # progress this process did not time: a resumed run's earlier steps, reused results
         self._progress.start()
 
@@ -146,24 +174,46 @@ class ProgressBar:
     def _maybe_line(self) -> None:
         """Not on a terminal: one progress line per LINE_EVERY_S (the live bar is not drawn there)."""
         elapsed = self._clock.elapsed()
-        if not self._plain or elapsed - self._last_line < self.LINE_EVERY_S:
-            return
-        self._last_line = elapsed
+        if self._plain and elapsed - self._last_line >= self.LINE_EVERY_S:
+            self._last_line = elapsed
+            self._print_line(elapsed)
+
+    def _print_line(self, elapsed: float) -> None:
         task = self._progress.tasks[0]
-        done, total = int(task.completed), int(task.total)
-        timed = done - self._untimed
-        eta = _clock_time(elapsed / timed * (total - done)) if timed > 0 else "?"
+        done = int(task.completed)
         stats = f"  {task.fields['stats']}" if task.fields["stats"] else ""
-        line = (f"{task.description} {done}/{total} ({done / max(total, 1):.0%}){stats}  "
-                f"elapsed {_clock_time(elapsed)}  ETA {eta}")
+        if task.total is None:
+            line = f"{task.description} {done}{self._unit}{stats}  elapsed {_clock_time(elapsed)}"
+        else:
+            total, timed = int(task.total), done - self._untimed
+            eta = _clock_time(elapsed / timed * (total - done)) if timed > 0 else "?"
+            line = (f"{task.description} {done}/{total}{self._unit} ({done / max(total, 1):.0%}){stats}  "
+                    f"elapsed {_clock_time(elapsed)}  ETA {eta}")
         self._progress.console.print(escape(line), soft_wrap=True)
+        self._line_shows = (done, task.total)
 
     def note(self, message: str) -> None:
         """A line above the bar; in a log file (no terminal) these lines are the progress record."""
         self._progress.console.print(escape(message), style="dim")
 
-    def close(self) -> None:
+    def close(self, complete: bool = False) -> None:
+        """`complete`: the work ended where it stands (a stream shorter than `total`); shown as done."""
+        if complete:
+            done = self._progress.tasks[0].completed
+            self._progress.update(self._task, total=done, completed=done)
+        task = self._progress.tasks[0]
+        if self._plain and self._line_shows != (int(task.completed), task.total):  # the final figures, once
+            self._print_line(self._clock.elapsed())
         self._progress.stop()
+
+
+def _columns(known_total: bool, unit: str) -> list[ProgressColumn]:
+    """A known total: bar, percent, figures, elapsed and ETA; a stream: a pulsing bar, the count, figures, elapsed."""
+    if known_total:
+        return [TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    return [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}" + escape(unit)),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn()]
 
 
 def _clock_time(seconds: float) -> str:
@@ -174,8 +224,10 @@ def _clock_time(seconds: float) -> str:
 def _format_stat(key: str, value: float) -> str:
     if key == "lr":
         return f"lr {value:.2e}"
-    if key == "tok/s":
-        return f"{value:,.0f} tok/s"
+    if key.endswith("/s"):
+        return f"{value:,.0f} {key}"
+    if isinstance(value, int):  # a count: "1,234,567 tokens"
+        return f"{value:,} {key}"
     return f"{key} {value:.3f}"
 
 

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from pretrainer.config import DataConfig, TokenizerConfig
 from pretrainer.data.sources import open_corpus
+from pretrainer.loggers import quiet_console
 from pretrainer.tokenization import KINDS, train_tokenizer
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "tokenizer"
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=14_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    quiet_console()  # the training's progress lines would interleave with the table's rows
     documents = list(islice(open_corpus(DataConfig(num_documents=args.documents)).documents(), args.documents))
     megabytes = sum(len(doc.encode()) for doc in documents) / 1e6
     print(f"{len(documents):,} documents, {megabytes:.1f} MB\n")

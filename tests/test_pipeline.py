@@ -197,7 +197,7 @@ def test_cli_sweep_across_families_picks_each_natural_arch_and_writes_one_summar
     assert "sweep summary" in result.stdout
     report = run_cli("report", str(sweep), "--baseline", "clm", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
-    assert "objective=t5_span" in (sweep / "report.md").read_text() and (sweep / "eval_loss.png").is_file()
+    assert "objective=t5_span" in (sweep / "report.md").read_text() and (sweep / "loss.png").is_file()
     assert run_cli("report", str(tmp_path / "nothing"), cwd=tmp_path).returncode == 2
 
 

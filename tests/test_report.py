@@ -116,7 +116,7 @@ def test_markdown_and_console_show_the_table(sweep):
     assert "| # | objective | seeds |" in text
     topic_mlm = list(MLM["topic"]["pretrained"].values())
     assert f"{np.mean(topic_mlm):.4f} ± {np.std(topic_mlm, ddof=1):.4f}" in text
-    assert "![eval_loss](eval_loss.png)" in text
+    assert "![loss](loss.png)" in text
     printed = console.file.getvalue()
     assert "objective=clm" in printed and "Differences to the baseline #0" in printed
 
@@ -207,7 +207,7 @@ def test_plots_exist_and_open(sweep):
     from PIL import Image
 
     result = write_report([sweep], console=quiet())
-    assert {p.name for p in result.plots} == {"eval_loss.png", "downstream.png"}
+    assert {p.name for p in result.plots} == {"loss.png", "downstream.png"}
     assert any("learning_curve.png not written" in note for note in result.notes)
     for path in result.plots:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
@@ -216,12 +216,13 @@ def test_plots_exist_and_open(sweep):
 
 
 def test_eval_loss_curve_is_the_mean_at_shared_steps(sweep):
-    from pretrainer.report.plots import eval_loss_curve
+    """Runs without metrics.jsonl: the eval points come from summary.json, at step x tokens per step."""
+    from pretrainer.report.loss_curves import config_curves
 
     result = write_report([sweep], console=quiet())
-    steps, losses = eval_loss_curve(result.configurations[0])
-    assert steps == [10, 20]
-    assert losses == pytest.approx([np.mean([5.0, 5.2, 4.9]), np.mean([4.0, 4.2, 3.9])])
+    curves = config_curves(result.configurations[0])
+    assert curves.train is None and curves.eval.steps == [10, 20] and curves.eval.tokens == [2000, 4000]
+    assert curves.eval.mean == pytest.approx([np.mean([5.0, 5.2, 4.9]), np.mean([4.0, 4.2, 3.9])])
 
 
 def test_learning_curve_when_train_size_varies(tmp_path):
@@ -258,7 +259,7 @@ def test_finetune_only_runs_without_scratch_do_not_crash(tmp_path):
     assert result.rows[0]["final_eval_loss"] is None and result.rows[0]["budget_kind"] is None
     assert result.rows[0]["topic_pretrained_accuracy_mean"] == pytest.approx(0.75)
     assert [p.name for p in result.plots] == ["downstream.png"]
-    assert any("eval_loss.png not written" in note for note in result.notes)
+    assert any(note.startswith("loss.png not written") for note in result.notes)
     assert result.gains == []
 
 

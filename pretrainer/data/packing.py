@@ -14,6 +14,10 @@ conversion to arrays and one write per file for each batch, so the Python work p
 small next to the tokenizer's. With `data.num_proc` > 1 worker processes pack the batches and the
 parent writes them in document order: the entry's bytes are the same for every `num_proc`, which
 is why it is not part of the cache key. Memory holds a few batches, whatever the corpus size.
+
+Progress is counted in the parent as it writes each batch (documents, tokens, tokens/s), so it is
+the same whichever process packed the batch: a bar on a terminal, a line every `LINE_EVERY_S` in a
+log (`pretrainer.loggers.ProgressBar`); with an ETA when the number of documents is known.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import chain
@@ -39,6 +43,7 @@ from tokenizers import Tokenizer
 from pretrainer.data.pack_workers import pool_packed, worker_count
 from pretrainer.data.text import split_long_text
 from pretrainer.hashing import file_sha256, publish_dir_atomic
+from pretrainer.loggers import ProgressBar, Stopwatch, info
 
 ENCODE_BATCH_DOCUMENTS = 1000  # documents per batch: what one encode_batch call, worker task and write cover
 ENCODE_BATCH_CHARS = 1_000_000  # a batch ends before this many characters (long documents: bounded memory)
@@ -184,30 +189,43 @@ def _pid_alive(pid: int) -> bool:
 
 
 def pack_to_cache(documents: Iterable[str], tokenizer: Tokenizer, eval_fraction: float, entry: Path,
-                  max_document_chars: int = 100_000, num_proc: int | None = None) -> dict:
+                  max_document_chars: int = 100_000, num_proc: int | None = None,
+                  total_documents: int | None = None) -> dict:
     """Pack into a staging directory and publish it as `entry`; returns its meta. The staging
     directory is removed on any failure (a full disk, Ctrl-C), so a failure never keeps disk space.
-    `num_proc` (data.num_proc) processes encode; the entry's bytes do not depend on it."""
+    `num_proc` (data.num_proc) processes encode; the entry's bytes do not depend on it.
+    `total_documents` (default: `len(documents)` when it has one) gives the progress an ETA."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_leftovers(entry.parent)
     staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.staging-{_owner_tag()}-"))
+    if total_documents is None and isinstance(documents, Sized):
+        total_documents = len(documents)
+    info(f"packing the corpus into {entry}")
+    clock = Stopwatch()
+    bar = ProgressBar("pack", total_documents, unit="documents")
     try:
         packer = BatchPacker(tokenizer, eval_fraction, max_document_chars)
-        meta = _write_streams(packed_batches(documents, packer, num_proc), packer.dtype, staging)
+        meta = _write_streams(packed_batches(documents, packer, num_proc), packer.dtype, staging, bar)
+        bar.close(complete=True)
         (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         publish_dir_atomic(staging, entry)
     except BaseException:
+        bar.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    info(f"packed {meta['documents']:,} documents: {meta['train_tokens']:,} train + {meta['eval_tokens']:,} eval "
+         f"tokens in {clock.elapsed():.1f}s")
     return meta
 
 
-def _write_streams(batches: Iterable[PackedBatch], dtype: np.dtype, staging: Path) -> dict:
+def _write_streams(batches: Iterable[PackedBatch], dtype: np.dtype, staging: Path, bar: ProgressBar) -> dict:
     """The token and word-start files of both splits in `staging`, one write per file and batch;
-    returns their meta (each file's sha256 is computed as it is written, not read back)."""
+    returns their meta (each file's sha256 is computed as it is written, not read back). Each batch
+    written advances `bar` by its documents."""
     counts = {"train": 0, "eval": 0, "documents": 0}
     names = [name for split in SPLITS for name in _file_names(split)]
     digests = {name: hashlib.sha256() for name in names}
+    clock = Stopwatch()
     with ExitStack() as stack:
         files = {name: stack.enter_context(open(staging / name, "wb")) for name in names}
         for batch in batches:
@@ -218,6 +236,8 @@ def _write_streams(batches: Iterable[PackedBatch], dtype: np.dtype, staging: Pat
                     digests[name].update(data)
                 counts[split] += len(batch.streams[split][0])
             counts["documents"] += batch.documents
+            tokens = counts["train"] + counts["eval"]
+            bar.update(counts["documents"], tokens=tokens, **{"tok/s": tokens / max(clock.elapsed(), 1e-9)})
     return {"format": BLOCKS_FORMAT, "dtype": dtype.name, "train_tokens": counts["train"],
             "eval_tokens": counts["eval"], "documents": counts["documents"],
             "files": {name: {"bytes": (staging / name).stat().st_size, "sha256": digests[name].hexdigest()}

@@ -37,6 +37,8 @@ def finetune_all(cfg: FinetuneConfig, tasks: list[TaskSplits], tokenizer: Tokeni
     """`tasks` as `load_tasks(cfg)` gave them (loaded, and so checked, before pretraining);
     `inits` maps an init name ("pretrained", "scratch") to a function building that body."""
     results: dict[str, Any] = {}
+    if not tasks:  # finetune=none: nothing to announce
+        return results
     bar = _announce(cfg, tasks, len(inits))
     ctx = replace(ctx, advance=bar.advance)
     try:
@@ -73,7 +75,7 @@ def _finetune_task(cfg: FinetuneConfig, task: TaskSplits, tokenizer: Tokenizer, 
             run = _reused_or_new(cfg, encoded, make_body, ctx, init_name, seed, data)
             if cfg.save_predictions:
                 _write_predictions(run_dir / "predictions" / task.name / init_name / f"seed{seed}",
-                                   run.pop("predictions"), encoded)
+                                   run.pop("predictions"), encoded, task.label_names)
             run.pop("predictions", None)
             runs.append(run | {"seed": seed})
             how = "reused from the scratch cache" if run.get("reused") else f"in {run['wall_time_s']:.1f}s"
@@ -145,15 +147,33 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _write_predictions(directory: Path, predictions: dict[str, list], task: EncodedTask) -> None:
+def _write_predictions(directory: Path, predictions: dict[str, list], task: EncodedTask,
+                       label_names: list[str]) -> None:
+    """One line per example: index, text, gold `label` and `prediction` as ids (a list per word
+    for tagging), and for classification and tagging their names as `label_name` and
+    `prediction_name` (regression has no names: the value is the label)."""
     sets = {"dev": task.dev, "test": task.test, **task.extra_eval}
+    names = label_names if task.kind != "regression" else []
     for split, values in predictions.items():
         data = sets[split]
-        lines = [json.dumps({"index": i, "text": data.texts[i], "label": _plain(data, i, task.kind), "prediction": p})
-                 for i, p in enumerate(values)]
+        lines = []
+        for i, prediction in enumerate(values):
+            label = _plain(data, i, task.kind)
+            line = {"index": i, "text": data.texts[i], "label": label}
+            line |= {"label_name": _name(label, names)} if names else {}
+            line |= {"prediction": prediction}
+            line |= {"prediction_name": _name(prediction, names)} if names else {}
+            lines.append(json.dumps(line))
         write_text_atomic(directory / f"{split}.jsonl", "\n".join(lines) + "\n")
 
 
 def _plain(data: EncodedExamples, index: int, kind: str):
     label = data.labels[index]
     return [t for t in label if t != -100] if kind == "tagging" else label
+
+
+def _name(label: int | list[int], names: list[str]) -> str | list[str]:
+    """The name of a class id, or of each tag id of a list; an id without a name reads as its number."""
+    if isinstance(label, list):
+        return [_name(tag, names) for tag in label]
+    return names[label] if 0 <= label < len(names) else str(label)

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from pretrainer import loggers
 from pretrainer.report import tables, zero_shot
 from pretrainer.report.plots import write_plots
 from pretrainer.report.runs import (
@@ -70,7 +71,7 @@ def write_report(dirs: list[Path], baseline: str | int | None = None, console: C
         baseline=chosen, comparisons=compare_to_baseline(configs, chosen, tasks),
         gains=pretrained_gains(configs, tasks), plots=plots, notes=_override_notes(runs) + plot_notes)
     _write_files(result)
-    print_report(result, console or Console())
+    print_report(result, console or loggers.console)  # a log file gets the tables whole, not cut at 80
     return result
 
 

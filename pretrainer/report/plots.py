@@ -15,13 +15,16 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import EngFormatter
 
-from pretrainer.report import zero_shot
+from pretrainer.report import loss_curves, zero_shot
 from pretrainer.report.runs import Configuration
 
 TRAIN_SIZE_KEY = "finetune.train_size"
-PLOT_FILES = ("eval_loss.png", "downstream.png", "learning_curve.png", "zero_shot.png")
+PLOT_FILES = ("loss.png", "downstream.png", "learning_curve.png", "zero_shot.png")
+RETIRED_PLOT_FILES = ("eval_loss.png",)  # written by earlier versions; loss.png replaced it
 
 
 def write_plots(configs: list[Configuration], tasks: dict[str, str], varying: list[str],
@@ -29,7 +32,9 @@ def write_plots(configs: list[Configuration], tasks: dict[str, str], varying: li
     """All plots into `out_dir`: (files written, notes on the ones skipped). A plot skipped
     now is removed if an earlier report left one, so the folder never mixes two reports."""
     written, notes = [], []
-    plots = {"eval_loss.png": lambda path: plot_eval_loss(configs, path),
+    for name in RETIRED_PLOT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    plots = {"loss.png": lambda path: plot_loss(configs, path),
              "downstream.png": lambda path: plot_downstream(configs, tasks, varying, path),
              "learning_curve.png": lambda path: plot_learning_curve(configs, tasks, varying, path),
              "zero_shot.png": lambda path: plot_zero_shot(configs, varying, path)}
@@ -44,32 +49,66 @@ def write_plots(configs: list[Configuration], tasks: dict[str, str], varying: li
     return written, notes
 
 
-def eval_loss_curve(config: Configuration) -> tuple[list[int], list[float]] | None:
-    """Mean eval loss over the configuration's runs at the steps all of them evaluated."""
-    curves = [{int(step): float(loss) for step, loss in run.pretrain.get("eval_losses") or []} for run in config.runs]
-    curves = [curve for curve in curves if curve]
-    if not curves:
-        return None
-    steps = sorted(set.intersection(*(set(curve) for curve in curves)))
-    if not steps:
-        return None
-    return steps, [sum(curve[step] for curve in curves) / len(curves) for step in steps]
-
-
-def plot_eval_loss(configs: list[Configuration], path: Path) -> str | None:
-    curves = [(config, eval_loss_curve(config)) for config in configs]
-    curves = [(config, curve) for config, curve in curves if curve]
-    if not curves:
-        return "no pretraining eval losses (fine-tune-only runs, or no eval step shared by a configuration's runs)"
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
-    axes = figure.add_subplot()
-    for config, (steps, losses) in curves:
-        axes.plot(steps, losses, marker="o", markersize=3, color=_color(config), label=_short(config))
-    axes.set(xlabel="step", ylabel="eval loss", title="Pretraining eval loss (mean over seeds)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
+def plot_loss(configs: list[Configuration], path: Path) -> str | None:
+    figure = loss_figure(configs)
+    if isinstance(figure, str):
+        return figure
     _save(figure, path)
     return None
+
+
+def loss_figure(configs: list[Configuration]) -> Figure | str:
+    """Pretraining loss against steps (left column) and tokens seen (right): per configuration
+    the training loss of every logged step as a line (mean over its runs; a band spans their
+    min to max) and the eval losses as points on top. One row per objective, since the losses
+    of two objectives (MLM's masked-token cross-entropy, CLM's next-token one, ELECTRA's
+    generator plus weighted discriminator loss) are not comparable. A str: why there is no figure."""
+    groups = loss_curves.by_objective(configs)
+    if not groups:
+        return "no pretraining losses (fine-tune-only runs, or no step shared by a configuration's runs)"
+    figure = Figure(figsize=(11, 1.2 + 3.6 * len(groups)), layout="constrained")
+    grid = figure.subplots(len(groups), 2, squeeze=False, sharey="row")
+    for row, (objective, members) in zip(grid, groups.items(), strict=True):
+        for axes, x_key, xlabel in zip(row, ("steps", "tokens"), ("step", "tokens seen"), strict=True):
+            for curves in members:
+                _draw_losses(axes, curves, x_key)
+            axes.set(xlabel=xlabel, title=f"{objective}: loss against {x_key}")
+            axes.grid(alpha=0.3)
+        row[1].xaxis.set_major_formatter(EngFormatter())
+        row[0].set_ylabel(f"{objective} loss")
+        row[0].legend(handles=_loss_legend(members), fontsize="small")
+    every = loss_curves.log_every(groups)
+    figure.suptitle(f"Pretraining loss, mean over {_run_count(groups)}: training loss"
+                    + (f" (logged every {every} steps)" if every else "") + " and eval loss (points)")
+    return figure
+
+
+def _run_count(groups: dict[str, list[loss_curves.ConfigCurves]]) -> str:
+    counts = sorted({curve.runs for members in groups.values() for curves in members
+                     for curve in (curves.train, curves.eval) if curve})
+    text = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    return f"{text} run{'' if counts == [1] else 's'}"
+
+
+def _draw_losses(axes: Axes, curves: loss_curves.ConfigCurves, x_key: str) -> None:
+    color = _color(curves.config)
+    if curves.train:
+        x = getattr(curves.train, x_key)
+        axes.plot(x, curves.train.mean, color=color, linewidth=1.2)
+        if curves.train.runs > 1:
+            axes.fill_between(x, curves.train.low, curves.train.high, color=color, alpha=0.15, linewidth=0)
+    if curves.eval:
+        axes.plot(getattr(curves.eval, x_key), curves.eval.mean, color=color, linestyle=":", linewidth=1,
+                  marker="o", markersize=5, markeredgecolor="black", markeredgewidth=0.6, zorder=3)
+
+
+def _loss_legend(members: list[loss_curves.ConfigCurves]) -> list:
+    handles = [Line2D([], [], color=_color(curves.config), label=_short(curves.config)) for curves in members]
+    handles += [Line2D([], [], color="gray", label="training loss"),
+                Line2D([], [], color="gray", linestyle=":", marker="o", markeredgecolor="black", label="eval loss")]
+    if any(curves.train and curves.train.runs > 1 for curves in members):
+        handles.append(Patch(facecolor="gray", alpha=0.3, label="min–max over runs"))
+    return handles
 
 
 def plot_downstream(configs: list[Configuration], tasks: dict[str, str], varying: list[str],

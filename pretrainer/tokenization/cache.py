@@ -8,6 +8,11 @@ warning), never used.
 Documents longer than `max_document_chars` are cut at whitespace into pieces for training
 (`pretrainer.data.text.split_long_text`): the trainers' memory grows with the longest
 sequence they are given, and one huge line would otherwise take gigabytes.
+
+Progress: reading the sample is counted on the console (`pretrainer.loggers.ProgressBar`: a bar
+on a terminal, a line every `LINE_EVERY_S` in a log); the trainers run in Rust and report
+nothing back, so training itself gets a line when it starts and one with its time when it ends.
+Their own progress bars stay off: they write to the terminal directly, and into logs as noise.
 """
 
 from __future__ import annotations
@@ -23,28 +28,54 @@ from tokenizers import Tokenizer
 from pretrainer.config import ConfigError, TokenizerConfig
 from pretrainer.data.text import split_long_text
 from pretrainer.hashing import fingerprint, write_text_atomic
-from pretrainer.loggers import warn
+from pretrainer.loggers import ProgressBar, Stopwatch, info, warn
 from pretrainer.tokenization.kinds import KINDS, KINDS_VERSION
 from pretrainer.tokenization.special import SPECIAL_TOKENS, add_template
+
+PROGRESS_EVERY_DOCUMENTS = 100  # the sample's progress is updated once per this many documents read
 
 
 def training_sample(cfg: TokenizerConfig, documents: Iterable[str]) -> list[str]:
     """The non-empty documents among the first `cfg.sample_documents`, each longer than
     `cfg.max_document_chars` cut into pieces of at most that many characters."""
-    return [piece for doc in islice(documents, cfg.sample_documents) if doc and not doc.isspace()
-            for piece in split_long_text(doc, cfg.max_document_chars)]
+    return _read_sample(cfg, documents)[0]
+
+
+def _read_sample(cfg: TokenizerConfig, documents: Iterable[str]) -> tuple[list[str], int]:
+    """(`training_sample`, documents read), counted on the console as they are read: a corpus
+    streamed from the hub or from large files can take minutes to give `sample_documents`."""
+    bar = ProgressBar("tokenizer sample", cfg.sample_documents, unit="documents")
+    sample: list[str] = []
+    read = 0
+    try:
+        for read, doc in enumerate(islice(documents, cfg.sample_documents), 1):
+            if doc and not doc.isspace():
+                sample.extend(split_long_text(doc, cfg.max_document_chars))
+            if read % PROGRESS_EVERY_DOCUMENTS == 0:
+                bar.update(read)
+        bar.update(read)
+    except BaseException:
+        bar.close()
+        raise
+    bar.close(complete=True)  # a corpus smaller than sample_documents was read whole
+    return sample, read
 
 
 def train_tokenizer(cfg: TokenizerConfig, documents: Iterable[str]) -> Tokenizer:
     """Train on `training_sample` (read as a stream; memory is bounded by the sample, not the corpus)."""
-    sample = training_sample(cfg, documents)
+    clock = Stopwatch()
+    sample, read = _read_sample(cfg, documents)
     if not sample:
         raise ConfigError("the tokenizer has no text to learn from: is the corpus empty?")
+    read_s = clock.elapsed()
+    info(f"tokenizer: training {cfg.name} (vocab_size {cfg.vocab_size:,}) on {read:,} documents "
+         f"({sum(map(len, sample)):,} characters, read in {read_s:.1f}s)")
     tokenizer = KINDS[cfg.name](cfg, sample)
     ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
     if ids != list(range(len(SPECIAL_TOKENS))) or tokenizer.get_vocab_size() <= len(SPECIAL_TOKENS):
         raise ConfigError("the tokenizer learned no vocabulary: is the corpus empty?")
     add_template(tokenizer)
+    info(f"tokenizer: trained {cfg.name}, {tokenizer.get_vocab_size():,} tokens, in {clock.elapsed() - read_s:.1f}s")
     return tokenizer
 
 

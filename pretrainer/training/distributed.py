@@ -10,6 +10,7 @@ started and every helper here is a no-op.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,9 @@ def shutdown() -> None:
     the process (gloo: "terminate called without an active exception"). So the ranks that finished
     pretraining wait here for rank 0's fine-tuning."""
     if dist.is_available() and dist.is_initialized():
+        # DDP/FSDP modules hold the group through reference cycles (hooks that close over their
+        # module): freed now, while the group is whole, not during interpreter shutdown after it.
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
