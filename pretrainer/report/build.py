@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pretrainer import loggers
-from pretrainer.report import tables, zero_shot
+from pretrainer.report import representation, tables, zero_shot
 from pretrainer.report.plots import write_plots
 from pretrainer.report.runs import (
     Configuration,
@@ -69,7 +69,8 @@ def write_report(dirs: list[Path], baseline: str | int | None = None, console: C
         out_dir=dirs[0], runs=runs, configurations=configs, varying_keys=varying,
         constant_overrides=constant_overrides(configs), tasks=tasks, rows=tables.csv_rows(configs, varying, tasks),
         baseline=chosen, comparisons=compare_to_baseline(configs, chosen, tasks),
-        gains=pretrained_gains(configs, tasks), plots=plots, notes=_override_notes(runs) + plot_notes)
+        gains=pretrained_gains(configs, tasks), plots=plots,
+        notes=_override_notes(runs) + representation.notes(configs) + plot_notes)
     _write_files(result)
     print_report(result, console or loggers.console)  # a log file gets the tables whole, not cut at 80
     return result

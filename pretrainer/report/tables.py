@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from pretrainer.report import zero_shot
+from pretrainer.report import representation, zero_shot
 from pretrainer.report.runs import INITS, Configuration, Scores
 from pretrainer.report.stats import CONFIDENCE, MIN_BOOTSTRAP, RESAMPLES, Comparison, Difference
 
@@ -32,7 +32,8 @@ def results_table(configs: list[Configuration], varying: list[str], tasks: dict[
     """One row per configuration: its varying overrides, the test scores, the pretraining figures."""
     header = ["#", *varying, "seeds"]
     header += [f"{task} {init}" for task in tasks for init in INITS]
-    header += ["eval loss", "tokens", "pretrain s", "wall s", "tokens/s", "budget"]
+    header += ["eval loss", "tokens", "pretrain s", "wall s", "tokens/s", "budget", "token cos (init)",
+               "text cos (init)"]
     rows = []
     for config in configs:
         row = [str(config.index), *[config.overrides.get(key, "(default)") for key in varying], str(config.n_seeds())]
@@ -42,12 +43,14 @@ def results_table(configs: list[Configuration], varying: list[str], tasks: dict[
                 _number(_mean(config.pretrain_values("wall_time_s")), 1),
                 _number(_mean(config.wall_times()), 1),
                 _integer(_mean(config.pretrain_values("tokens_per_s"))),
-                config.budget_kind() or DASH]
+                config.budget_kind() or DASH, *representation.table_cells(config)]
         rows.append(row)
     metrics = ", ".join(f"{task}: {metric}" for task, metric in tasks.items())
     intro = ([f"Test score of each task's primary metric ({metrics}), mean ± std over seeds."] if tasks else
              ["No fine-tuning results."])
-    intro.append("Pretraining figures are means over the configuration's runs.")
+    intro.append("Pretraining figures are means over the configuration's runs; token cos and text cos: the "
+                 "representation checks (mean cosine between token states, and between texts' mean-pooled states, "
+                 "on held-out blocks), with their values at initialisation.")
     return Table("Results", header, rows, intro, text_columns=1 + len(varying))
 
 
@@ -95,7 +98,7 @@ def csv_rows(configs: list[Configuration], varying: list[str], tasks: dict[str, 
                 "wall_time_s": _mean(config.wall_times()),
                 "tokens_per_s": _mean(config.pretrain_values("tokens_per_s")),
                 "budget_kind": config.budget_kind()}
-        rows.append(row | zero_shot.csv_columns(config, names))
+        rows.append(row | representation.csv_columns(config) | zero_shot.csv_columns(config, names))
     return rows
 
 

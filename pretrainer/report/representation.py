@@ -1,0 +1,63 @@
+"""The representation checks of each run (`pretrain.representation` in summary.json, see
+`pretrainer.evaluation.representation`) in the report: a results-table column pair, CSV columns
+and a note for each configuration whose pretrained body collapsed or pooled texts alike, so a
+sweep's report says which of its rows are not real results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pretrainer.report.runs import Configuration
+
+DASH = "—"
+# (summary flag, what the note says of a flagged run)
+FLAGS = (("collapsed", "maps every token to nearly the same vector"),
+         ("sequences_alike", "averages different texts closer together than at initialisation"))
+
+
+def values(config: Configuration, key: str) -> list[float]:
+    """`key` of the representation check of every run that recorded one."""
+    found = [(run.pretrain.get("representation") or {}).get(key) for run in config.runs]
+    return [float(value) for value in found if value is not None]
+
+
+def table_cells(config: Configuration) -> list[str]:
+    """"token cos (init)" and "text cos (init)": means over the configuration's runs."""
+    return [_with_init(config, "token_cosine"), _with_init(config, "sequence_cosine")]
+
+
+def csv_columns(config: Configuration) -> dict[str, Any]:
+    columns: dict[str, Any] = {}
+    for key in ("token_cosine", "token_cosine_at_init", "sequence_cosine", "sequence_cosine_at_init"):
+        columns[key] = _mean(values(config, key))
+    for flag, _ in FLAGS:
+        columns[f"{flag}_runs"] = sum(bool((run.pretrain.get("representation") or {}).get(flag))
+                                      for run in config.runs)
+    return columns
+
+
+def notes(configs: list[Configuration]) -> list[str]:
+    """One sentence per configuration with a flagged run: fine-tuning from such a body scores at
+    or below scratch, so its row does not measure what the objective can teach."""
+    sentences = []
+    for config in configs:
+        checked = [run for run in config.runs if run.pretrain.get("representation")]
+        for flag, what in FLAGS:
+            flagged = sum(bool(run.pretrain["representation"].get(flag)) for run in checked)
+            if flagged:
+                sentences.append(f"#{config.index} {config.label or '(defaults)'}: the pretrained body {what} in "
+                                 f"{flagged} of {len(checked)} run(s) (token cos / text cos columns); fine-tuning "
+                                 "from it is likely at or below scratch, so this row is not a real result")
+                break  # a collapsed body also pools texts alike: one note says it
+    return sentences
+
+
+def _with_init(config: Configuration, key: str) -> str:
+    trained, initial = _mean(values(config, key)), _mean(values(config, f"{key}_at_init"))
+    if trained is None:
+        return DASH
+    return f"{trained:.3f}" + ("" if initial is None else f" ({initial:.3f})")
+
+
+def _mean(found: list[float]) -> float | None:
+    return sum(found) / len(found) if found else None
