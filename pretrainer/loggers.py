@@ -196,15 +196,26 @@ class ProgressBar:
         """A line above the bar; in a log file (no terminal) these lines are the progress record."""
         self._progress.console.print(escape(message), style="dim")
 
-    def close(self, complete: bool = False) -> None:
-        """`complete`: the work ended where it stands (a stream shorter than `total`); shown as done."""
-        if complete:
-            done = self._progress.tasks[0].completed
-            self._progress.update(self._task, total=done, completed=done)
+    def elapsed(self) -> float:
+        """Seconds since the bar started."""
+        return self._clock.elapsed()
+
+    def finish(self) -> None:
+        """The work ended where it stands (a stream shorter than `total`): shown as done."""
+        done = self._progress.tasks[0].completed
+        self._progress.update(self._task, total=done, completed=done)
+
+    def close(self) -> None:
         task = self._progress.tasks[0]
         if self._plain and self._line_shows != (int(task.completed), task.total):  # the final figures, once
             self._print_line(self._clock.elapsed())
         self._progress.stop()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 def _columns(known_total: bool, unit: str) -> list[ProgressColumn]:

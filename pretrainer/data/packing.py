@@ -202,15 +202,14 @@ def pack_to_cache(documents: Iterable[str], tokenizer: Tokenizer, eval_fraction:
         total_documents = len(documents)
     info(f"packing the corpus into {entry}")
     clock = Stopwatch()
-    bar = ProgressBar("pack", total_documents, unit="documents")
     try:
         packer = BatchPacker(tokenizer, eval_fraction, max_document_chars)
-        meta = _write_streams(packed_batches(documents, packer, num_proc), packer.dtype, staging, bar)
-        bar.close(complete=True)
+        with ProgressBar("pack", total_documents, unit="documents") as bar:
+            meta = _write_streams(packed_batches(documents, packer, num_proc), packer.dtype, staging, bar)
+            bar.finish()
         (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         publish_dir_atomic(staging, entry)
     except BaseException:
-        bar.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     info(f"packed {meta['documents']:,} documents: {meta['train_tokens']:,} train + {meta['eval_tokens']:,} eval "
@@ -225,7 +224,6 @@ def _write_streams(batches: Iterable[PackedBatch], dtype: np.dtype, staging: Pat
     counts = {"train": 0, "eval": 0, "documents": 0}
     names = [name for split in SPLITS for name in _file_names(split)]
     digests = {name: hashlib.sha256() for name in names}
-    clock = Stopwatch()
     with ExitStack() as stack:
         files = {name: stack.enter_context(open(staging / name, "wb")) for name in names}
         for batch in batches:
@@ -237,7 +235,7 @@ def _write_streams(batches: Iterable[PackedBatch], dtype: np.dtype, staging: Pat
                 counts[split] += len(batch.streams[split][0])
             counts["documents"] += batch.documents
             tokens = counts["train"] + counts["eval"]
-            bar.update(counts["documents"], tokens=tokens, **{"tok/s": tokens / max(clock.elapsed(), 1e-9)})
+            bar.update(counts["documents"], tokens=tokens, **{"tok/s": tokens / max(bar.elapsed(), 1e-9)})
     return {"format": BLOCKS_FORMAT, "dtype": dtype.name, "train_tokens": counts["train"],
             "eval_tokens": counts["eval"], "documents": counts["documents"],
             "files": {name: {"bytes": (staging / name).stat().st_size, "sha256": digests[name].hexdigest()}

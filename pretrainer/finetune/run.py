@@ -39,13 +39,10 @@ def finetune_all(cfg: FinetuneConfig, tasks: list[TaskSplits], tokenizer: Tokeni
     results: dict[str, Any] = {}
     if not tasks:  # finetune=none: nothing to announce
         return results
-    bar = _announce(cfg, tasks, len(inits))
-    ctx = replace(ctx, advance=bar.advance)
-    try:
+    with _announce(cfg, tasks, len(inits)) as bar:
+        ctx = replace(ctx, advance=bar.advance)
         for task in tasks:
             results[task.name] = _finetune_task(cfg, task, tokenizer, inits, ctx, run_dir)
-    finally:
-        bar.close()
     return results
 
 
@@ -156,15 +153,17 @@ def _write_predictions(directory: Path, predictions: dict[str, list], task: Enco
     names = label_names if task.kind != "regression" else []
     for split, values in predictions.items():
         data = sets[split]
-        lines = []
-        for i, prediction in enumerate(values):
-            label = _plain(data, i, task.kind)
-            line = {"index": i, "text": data.texts[i], "label": label}
-            line |= {"label_name": _name(label, names)} if names else {}
-            line |= {"prediction": prediction}
-            line |= {"prediction_name": _name(prediction, names)} if names else {}
-            lines.append(json.dumps(line))
+        lines = [json.dumps(_prediction_line(i, data.texts[i], _plain(data, i, task.kind), prediction, names))
+                 for i, prediction in enumerate(values)]
         write_text_atomic(directory / f"{split}.jsonl", "\n".join(lines) + "\n")
+
+
+def _prediction_line(index: int, text: str, label, prediction, names: list[str]) -> dict:
+    """A predictions line, its keys in reading order: each id followed by its name when there are names."""
+    if not names:
+        return {"index": index, "text": text, "label": label, "prediction": prediction}
+    return {"index": index, "text": text, "label": label, "label_name": _name(label, names),
+            "prediction": prediction, "prediction_name": _name(prediction, names)}
 
 
 def _plain(data: EncodedExamples, index: int, kind: str):

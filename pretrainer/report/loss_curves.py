@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from pretrainer.report.runs import Configuration, Run
@@ -90,8 +91,8 @@ def mean_curve(per_run: list[dict[int, Point]]) -> LossCurve | None:
     if not steps:
         return None
     losses = [[points[step][1] for points in per_run] for step in steps]
-    return LossCurve(steps=steps, tokens=[_mean([points[step][0] for points in per_run]) for step in steps],
-                     mean=[_mean(values) for values in losses], low=[min(values) for values in losses],
+    return LossCurve(steps=steps, tokens=[fmean([points[step][0] for points in per_run]) for step in steps],
+                     mean=[fmean(values) for values in losses], low=[min(values) for values in losses],
                      high=[max(values) for values in losses], runs=len(per_run))
 
 
@@ -122,7 +123,3 @@ def log_every(groups: dict[str, list[ConfigCurves]]) -> int | None:
     gaps = [b - a for members in groups.values() for curves in members if curves.train
             for a, b in zip(curves.train.steps, curves.train.steps[1:], strict=False)]
     return min(gaps, default=None)
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)

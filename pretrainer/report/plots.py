@@ -84,10 +84,8 @@ def loss_figure(configs: list[Configuration]) -> Figure | str:
 
 
 def _run_count(groups: dict[str, list[loss_curves.ConfigCurves]]) -> str:
-    counts = sorted({curve.runs for members in groups.values() for curves in members
-                     for curve in (curves.train, curves.eval) if curve})
-    text = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
-    return f"{text} run{'' if counts == [1] else 's'}"
+    return _count_range({curve.runs for members in groups.values() for curves in members
+                         for curve in (curves.train, curves.eval) if curve}, "run")
 
 
 def _draw_losses(axes: Axes, curves: loss_curves.ConfigCurves, x_key: str) -> None:
@@ -167,9 +165,13 @@ def _chance_line(axes: Axes, configs: list[Configuration], task: str) -> float |
 
 
 def _seed_count(configs: list[Configuration]) -> str:
-    counts = sorted({config.n_seeds() for config in configs})
-    text = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
-    return f"{text} seed{'' if counts == [1] else 's'}"
+    return _count_range({config.n_seeds() for config in configs}, "seed")
+
+
+def _count_range(counts: set[int], noun: str) -> str:
+    """"3 seeds", "1 seed", or "2–3 seeds" when the configurations differ."""
+    low, high = min(counts), max(counts)
+    return f"{low if low == high else f'{low}–{high}'} {noun}{'' if high == 1 else 's'}"
 
 
 def plot_learning_curve(configs: list[Configuration], tasks: dict[str, str], varying: list[str],

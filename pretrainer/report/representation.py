@@ -5,6 +5,7 @@ sweep's report says which of its rows are not real results."""
 
 from __future__ import annotations
 
+from statistics import fmean
 from typing import Any
 
 from pretrainer.report.runs import Configuration
@@ -31,8 +32,7 @@ def csv_columns(config: Configuration) -> dict[str, Any]:
     for key in ("token_cosine", "token_cosine_at_init", "sequence_cosine", "sequence_cosine_at_init"):
         columns[key] = _mean(values(config, key))
     for flag, _ in FLAGS:
-        columns[f"{flag}_runs"] = sum(bool((run.pretrain.get("representation") or {}).get(flag))
-                                      for run in config.runs)
+        columns[f"{flag}_runs"] = flagged_runs(config, flag)
     return columns
 
 
@@ -41,15 +41,19 @@ def notes(configs: list[Configuration]) -> list[str]:
     or below scratch, so its row does not measure what the objective can teach."""
     sentences = []
     for config in configs:
-        checked = [run for run in config.runs if run.pretrain.get("representation")]
+        checked = sum(bool(run.pretrain.get("representation")) for run in config.runs)
         for flag, what in FLAGS:
-            flagged = sum(bool(run.pretrain["representation"].get(flag)) for run in checked)
-            if flagged:
+            if flagged := flagged_runs(config, flag):
                 sentences.append(f"#{config.index} {config.label or '(defaults)'}: the pretrained body {what} in "
-                                 f"{flagged} of {len(checked)} run(s) (token cos / text cos columns); fine-tuning "
+                                 f"{flagged} of {checked} run(s) (token cos / text cos columns); fine-tuning "
                                  "from it is likely at or below scratch, so this row is not a real result")
                 break  # a collapsed body also pools texts alike: one note says it
     return sentences
+
+
+def flagged_runs(config: Configuration, flag: str) -> int:
+    """How many of the configuration's runs the check flagged with `flag`."""
+    return sum(bool((run.pretrain.get("representation") or {}).get(flag)) for run in config.runs)
 
 
 def _with_init(config: Configuration, key: str) -> str:
@@ -60,4 +64,4 @@ def _with_init(config: Configuration, key: str) -> str:
 
 
 def _mean(found: list[float]) -> float | None:
-    return sum(found) / len(found) if found else None
+    return fmean(found) if found else None

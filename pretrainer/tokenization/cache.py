@@ -44,20 +44,16 @@ def training_sample(cfg: TokenizerConfig, documents: Iterable[str]) -> list[str]
 def _read_sample(cfg: TokenizerConfig, documents: Iterable[str]) -> tuple[list[str], int]:
     """(`training_sample`, documents read), counted on the console as they are read: a corpus
     streamed from the hub or from large files can take minutes to give `sample_documents`."""
-    bar = ProgressBar("tokenizer sample", cfg.sample_documents, unit="documents")
     sample: list[str] = []
     read = 0
-    try:
+    with ProgressBar("tokenizer sample", cfg.sample_documents, unit="documents") as bar:
         for read, doc in enumerate(islice(documents, cfg.sample_documents), 1):
             if doc and not doc.isspace():
                 sample.extend(split_long_text(doc, cfg.max_document_chars))
             if read % PROGRESS_EVERY_DOCUMENTS == 0:
                 bar.update(read)
         bar.update(read)
-    except BaseException:
-        bar.close()
-        raise
-    bar.close(complete=True)  # a corpus smaller than sample_documents was read whole
+        bar.finish()  # a corpus smaller than sample_documents was read whole
     return sample, read
 
 
