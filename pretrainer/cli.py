@@ -49,7 +49,6 @@ from pretrainer.config import Config, ConfigError
 from pretrainer.config_tree import reject_unknown_fields
 from pretrainer.errors import Interrupted, RunDirError, UserError
 from pretrainer.launch import launch_rank, launched_distributed
-from pretrainer.loggers import warn
 from pretrainer.provenance import completed_with
 from pretrainer.run_dir import remove_if_nothing_ran
 from pretrainer.sweep_summary import plan_table, sweep_table, tokenizer_table, write_sweep_summary, zero_shot_table
@@ -148,7 +147,6 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-FRESH_RUN_DIRS: list[Path] = []  # run dirs whose Hydra record this command wrote (not a resumed run's)
 
 
 def run_job(command: Command, cfg: DictConfig) -> None:
@@ -156,12 +154,16 @@ def run_job(command: Command, cfg: DictConfig) -> None:
     if hydra_cfg.mode == RunMode.MULTIRUN and launch_rank() == 0:
         print(f"pretrainer: {_job_label(hydra_cfg)}", flush=True)
     elif hydra_cfg.mode == RunMode.RUN and hydra_cfg.sweeper.params:
+        from pretrainer.loggers import warn  # rich: not at start-up
+
         swept = " ".join(f"{key}={value}" for key, value in hydra_cfg.sweeper.params.items())
         warn(f"this config defines a sweep ({swept}); without -m one run with the config's own values runs: "
              "add -m to run every job of it")
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    fresh = False  # whether this command started the run dir (and so may remove it if refused)
     try:
-        with hydra_record(run_dir, hydra_cfg.output_subdir) if _record_keeper() else contextlib.nullcontext():
+        record = hydra_record(run_dir, hydra_cfg.output_subdir) if _record_keeper() else contextlib.nullcontext(False)
+        with record as fresh:
             typed = to_config(cfg)
             if hydra_cfg.mode == RunMode.MULTIRUN:
                 summary = _run_sweep_job(command, _as_sweep_job(typed, hydra_cfg), run_dir)
@@ -174,7 +176,7 @@ def run_job(command: Command, cfg: DictConfig) -> None:
         error = disk_full_as_user_error(error)
         if hydra_cfg.mode != RunMode.MULTIRUN:
             if isinstance(error, UserError):
-                if run_dir in FRESH_RUN_DIRS and not isinstance(error, RunDirError):  # never another's dir
+                if fresh and not isinstance(error, RunDirError):  # never another's dir
                     remove_if_nothing_ran(run_dir)
                 fail(error)
             raise
@@ -219,26 +221,26 @@ def agreed_run_dir(args: list[str]) -> list[str]:
 
 
 @contextmanager
-def hydra_record(run_dir: Path, output_subdir: str | None) -> Iterator[None]:
+def hydra_record(run_dir: Path, output_subdir: str | None) -> Iterator[bool]:
     """Hydra writes the composed config, the overrides and its own settings into
     `<run dir>/.hydra/incoming/` (conf/config.yaml) before a job starts. A fresh run dir takes
     them as its `.hydra/`; a run dir that already has one keeps it, so a later command on it
     (a resume) never rewrites what the run was started with: that command is recorded in
-    `.hydra/later/<time>/` when it succeeds, and leaves no trace when it is refused."""
+    `.hydra/later/<time>/` when it succeeds, and leaves no trace when it is refused. Yields
+    whether this command started the run dir (a fresh one: it may be removed if refused)."""
     incoming = run_dir / output_subdir if output_subdir else None
     if incoming is None or not incoming.is_dir() or incoming == run_dir / ".hydra":
-        yield
+        yield False
         return
     record = incoming.parent
     if not (record / "config.yaml").is_file():
         for file in incoming.iterdir():
             os.replace(file, record / file.name)
         incoming.rmdir()
-        FRESH_RUN_DIRS.append(run_dir)  # started by this command: it may remove the dir if refused
-        yield
+        yield True
         return
     try:
-        yield
+        yield False
     except BaseException:
         shutil.rmtree(incoming, ignore_errors=True)
         raise

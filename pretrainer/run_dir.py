@@ -72,9 +72,9 @@ def remove_if_nothing_ran(run_dir: Path) -> None:
     """A run refused before any work (bad config or input) leaves no directory behind: one that
     holds only Hydra's record, the log and this command's lock is removed, and so are the
     default layout's `runs/<date>/` and `runs/` when nothing else is in them."""
-    if not run_dir.is_dir() or any(p.name not in (".hydra", "cli.log", ".lock") for p in run_dir.iterdir()):
+    if not run_dir.is_dir() or any(p.name not in (".hydra", "cli.log", LOCK_FILE) for p in run_dir.iterdir()):
         return
-    with open(run_dir / ".lock", "a") as lock:  # a process that holds the dir keeps it
+    with open(run_dir / LOCK_FILE, "a") as lock:  # a process that holds the dir keeps it
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from pretrainer.errors import ConfigError
-from pretrainer.evaluation.scoring import SentenceScorer
+from pretrainer.evaluation.scoring import SentenceScorer, evaluation_mode
 from pretrainer.tokenization.special import sentinel_ids
 
 MASK_TEXT = "[MASK]"  # how a user writes a gap, whatever the tokenizer calls its mask token
@@ -85,10 +85,9 @@ def fill_mask(scorer: SentenceScorer, tokenizer: Tokenizer, text: str, top_k: in
     ids = [scorer.start, *_with_gaps(tokenizer, text, [scorer.mask] * gaps), scorer.end]
     _check_length(scorer, len(ids))
     row = torch.as_tensor([ids], device=device)  # (1, T)
-    scorer.body.eval()
-    scorer.head.eval()
-    hidden = scorer.body(row, torch.ones_like(row, dtype=torch.bool))[0]  # (T, C)
-    probs = F.softmax(scorer.head(hidden[row[0] == scorer.mask]).float(), dim=-1)  # (gaps, V)
+    with evaluation_mode(scorer.body, scorer.head):
+        hidden = scorer.body(row, torch.ones_like(row, dtype=torch.bool))[0]  # (T, C)
+        probs = F.softmax(scorer.head(hidden[row[0] == scorer.mask]).float(), dim=-1)  # (gaps, V)
     best = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
     return [[(_shown(tokenizer, int(i)), float(p)) for p, i in zip(values, indices, strict=True)]
             for values, indices in zip(best.values.cpu(), best.indices.cpu(), strict=True)]
@@ -106,8 +105,12 @@ def generate(scorer: SentenceScorer, tokenizer: Tokenizer, prompt: str, decoding
     if scorer.kind not in GENERATE_KINDS:
         raise ConfigError(f"generate needs a decoder or an encoder-decoder; this model scores as {scorer.kind!r} "
                           "(an encoder): use `pretrainer fill-mask` with a [MASK] in the text")
-    scorer.body.eval()
-    scorer.head.eval()
+    with evaluation_mode(scorer.body, scorer.head):
+        return _generated(scorer, tokenizer, prompt, decoding, device)
+
+
+def _generated(scorer: SentenceScorer, tokenizer: Tokenizer, prompt: str, decoding: Decoding,
+               device: torch.device) -> str:
     sampler = torch.Generator().manual_seed(decoding.seed)
     if scorer.kind == "causal":
         prefix = [scorer.start, *_encode(tokenizer, prompt.replace(MASK_TEXT, ""))]

@@ -23,7 +23,8 @@ from pretrainer.interop.rules import (
     to_ours,
     to_theirs,
 )
-from pretrainer.tokenization import CLS, SEP, SPECIAL_TOKENS, SpecialIds
+from pretrainer.tokenization import CLS, SEP, SpecialIds
+from pretrainer.tokenization.special import template
 
 MODEL = "GPT2LMHeadModel"
 REQUIRED = {"name": "decoder", "norm_position": "pre", "norm": "layernorm", "positions": "learned",
@@ -78,9 +79,7 @@ def prompt_template() -> processors.TemplateProcessing:
     classification template `[CLS] A [SEP]` made `generate()` begin a new document. Between
     two texts `[SEP]` stays the document boundary it was in pretraining.
     """
-    return processors.TemplateProcessing(
-        single=f"{CLS} $A", pair=f"{CLS} $A {SEP} $B:1",
-        special_tokens=[(CLS, SPECIAL_TOKENS.index(CLS)), (SEP, SPECIAL_TOKENS.index(SEP))])
+    return template(single=f"{CLS} $A", pair=f"{CLS} $A {SEP} $B:1")
 
 
 # ---- import ----------------------------------------------------------------------------------------------------

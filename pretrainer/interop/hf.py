@@ -32,7 +32,7 @@ from torch import nn
 from pretrainer.config import ArchConfig
 from pretrainer.interop import bert, electra, gpt2, megatron_bert, t5
 from pretrainer.models import LMHead, build_body
-from pretrainer.tokenization import SpecialIds
+from pretrainer.tokenization import SpecialIds, read_tokenizer
 from pretrainer.tokenization.special import CLS, MASK, PAD, SEP, UNK
 from pretrainer.training.checkpoint import body_state_dict, model_state, resolve_checkpoint
 
@@ -75,13 +75,14 @@ def export_hf(run_dir: Path, out_dir: Path) -> Path:
     if problems:  # each problem names the transformers class that needs the value
         raise ValueError(f"cannot export {run_dir}: " + "; ".join(problems))
     tokenizer_file = run_dir / "tokenizer" / "tokenizer.json"
-    special = special_ids(tokenizer_file)
+    tokenizer = read_tokenizer(tokenizer_file)  # once: its special ids, and the decoder's prompt template
+    special = SpecialIds.of(tokenizer)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab_size = body["tok_emb.weight"].shape[0]
     _write_json(out_dir / "config.json", family.hf_config(arch, vocab_size, special))
     save_file(family.export_state(arch, body, head), str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-    export_tokenizer(tokenizer_file, out_dir / "tokenizer.json", arch)
+    export_tokenizer(tokenizer_file, tokenizer, out_dir / "tokenizer.json", arch)
     _write_json(out_dir / "tokenizer_config.json", tokenizer_config(arch.max_len))
     if family is electra and arch.norm_position == "pre":
         warnings.warn(electra.PRE_LN_NOTE, stacklevel=2)
@@ -108,19 +109,12 @@ def head_state_dict(payload: dict[str, Any], module: str = "head") -> dict[str, 
     return {k[len(prefix):]: v for k, v in model_state(payload).items() if k.startswith(prefix)}
 
 
-def special_ids(tokenizer_file: Path) -> SpecialIds:
-    from pretrainer.tokenization import read_tokenizer
-
-    return SpecialIds.of(read_tokenizer(tokenizer_file))
-
-
-def export_tokenizer(source: Path, target: Path, arch: ArchConfig) -> None:
+def export_tokenizer(source: Path, tokenizer: Tokenizer, target: Path, arch: ArchConfig) -> None:
     """Our tokenizer.json; a decoder's with `gpt2.prompt_template`, so that an encoded prompt
     ends with its last token and `generate()` continues it rather than starting a document."""
     if arch.name != "decoder":
         shutil.copyfile(source, target)
         return
-    tokenizer = Tokenizer.from_file(str(source))
     tokenizer.post_processor = gpt2.prompt_template()
     tokenizer.save(str(target))
 

@@ -67,8 +67,10 @@ def add_special_tokens(tokenizer: Tokenizer, tokens: list[str]) -> Tokenizer:
 
 def add_template(tokenizer: Tokenizer) -> None:
     """The single/pair template shared by every architecture (see module docstring)."""
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{CLS} $A {SEP}",
-        pair=f"{CLS} $A {SEP} $B:1 {SEP}:1",
-        special_tokens=[(CLS, SPECIAL_TOKENS.index(CLS)), (SEP, SPECIAL_TOKENS.index(SEP))],
-    )
+    tokenizer.post_processor = template(single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1")
+
+
+def template(single: str, pair: str) -> processors.TemplateProcessing:
+    """A post-processor of `single` and `pair` templates over our [CLS] and [SEP] ids."""
+    return processors.TemplateProcessing(
+        single=single, pair=pair, special_tokens=[(CLS, SPECIAL_TOKENS.index(CLS)), (SEP, SPECIAL_TOKENS.index(SEP))])

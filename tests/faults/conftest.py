@@ -48,7 +48,7 @@ def finished_run(tmp_path_factory, cache: Path, name: str, *overrides: str) -> P
 def invoke_cli(*args: str) -> int:
     """`pretrainer *args` in this process; its exit code. The CLI keeps a sweep's jobs in module
     lists (one process, one command): they are emptied first."""
-    for pending in (cli.FAILED_JOBS, cli.SWEEP_JOBS, cli.SWEEP_DIR, cli.FRESH_RUN_DIRS):
+    for pending in (cli.FAILED_JOBS, cli.SWEEP_JOBS, cli.SWEEP_DIR):
         pending.clear()
     argv, sys.argv = sys.argv, ["pretrainer", *args]
     try:
