@@ -168,7 +168,8 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
                                                packed.eval, special.pad, cfg.arch.max_len, device, cfg.trainer.seed)
         del model, full_state
 
-        scratch = ScratchCache.of(cache_dir, cfg.finetune, cfg.arch, tokenizer.get_vocab_size(), device.type, bf16)
+        scratch = ScratchCache.for_finetuning(cache_dir, cfg.finetune, cfg.arch, tokenizer.get_vocab_size(),
+                                              device.type, bf16)
         context = FinetuneContext(device, bf16, special.pad, logger, scratch_cache=scratch)
         inits = body_inits(cfg.arch, tokenizer.get_vocab_size(), pretrained_weights, cfg.finetune.scratch_baseline)
         results = finetune_all(cfg.finetune, tasks, tokenizer, inits, context, run_dir)

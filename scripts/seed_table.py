@@ -38,8 +38,7 @@ def configuration_table(config: Configuration) -> list[str]:
         cells = [task, f"{summaries[0]['finetune'][task]['chance']:.3f}", f"{pre[0]:.3f} ± {pre[1]:.3f}",
                  f"{scr[0]:.3f} ± {scr[1]:.3f}", f"{gap:+.3f}", "yes" if gap > pre[1] + scr[1] else "no"]
         lines.append("| " + " | ".join(cells) + " |")
-    walls = [s["wall_time_s"] for s in summaries]
-    losses = [s["pretrain"]["final_eval_loss"] for s in summaries if s.get("pretrain", {}).get("final_eval_loss")]
+    walls, losses = config.wall_times(), config.pretrain_values("final_eval_loss")
     lines.append(f"\nwall time per run {statistics.mean(walls):.0f}s (min {min(walls):.0f}, max {max(walls):.0f})"
                  + (f"; final pretraining eval loss {statistics.mean(losses):.3f}" if losses else ""))
     return lines

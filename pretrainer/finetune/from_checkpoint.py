@@ -53,7 +53,8 @@ def _finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
     write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
     with RunLogger(run_dir, cfg.logger, cfg.run_name or run_dir.name, asdict(cfg), job_type="finetune") as logger:
         bf16 = use_bf16(cfg.trainer.precision, device)
-        scratch = ScratchCache.of(Path(cfg.cache_dir), cfg.finetune, arch, source.vocab_size, device.type, bf16)
+        scratch = ScratchCache.for_finetuning(Path(cfg.cache_dir), cfg.finetune, arch, source.vocab_size,
+                                              device.type, bf16)
         context = FinetuneContext(device, bf16, _pad_id(tokenizer), logger, scratch_cache=scratch)
         inits = body_inits(arch, source.vocab_size, source.body_state, cfg.finetune.scratch_baseline)
         info(f"fine-tuning {source.path} ({arch.name})")

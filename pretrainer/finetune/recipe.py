@@ -39,6 +39,10 @@ class EncodedTask:
     test: EncodedExamples
     extra_eval: dict[str, EncodedExamples] = field(default_factory=dict)
 
+    def evaluation_sets(self) -> dict[str, EncodedExamples]:
+        """Every set scored after training, by name: test and any extra (GLUE's mismatched)."""
+        return {"test": self.test, **self.extra_eval}
+
 
 @dataclass
 class FinetuneContext:
@@ -80,7 +84,7 @@ def finetune(make_body: Callable[[], nn.Module], task: EncodedTask, cfg: Finetun
     ctx.advance(steps * (cfg.epochs - epoch), timed=False)  # the epochs early stopping skipped
     # Test (and any extra set) once, from the best dev epoch's weights: not at every dev improvement.
     model.load_state_dict(best_weights)
-    for split, data in {"test": task.test, **task.extra_eval}.items():
+    for split, data in task.evaluation_sets().items():
         best[split], best["predictions"][split] = evaluate(model, task, data, cfg.batch_size, ctx)
     return best | {"epochs_run": epoch}
 

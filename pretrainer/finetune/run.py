@@ -66,10 +66,11 @@ def _finetune_task(cfg: FinetuneConfig, task: TaskSplits, tokenizer: Tokenizer, 
         info(f"{task.name}: {task.empty_texts} example(s) with an empty text (kept)")
     for init_name, make_body in inits.items():
         runs = []
-        cached = init_name == "scratch" and cfg.reuse_scratch and ctx.scratch_cache is not None
-        data = data_key([encoded.train, encoded.dev, encoded.test, *encoded.extra_eval.values()]) if cached else None
+        cache = ctx.scratch_cache if init_name == "scratch" else None
+        data = data_key([encoded.train, encoded.dev, *encoded.evaluation_sets().values()]) if cache else None
         for seed in cfg.run_seeds():
-            run = _reused_or_new(cfg, encoded, make_body, ctx, init_name, seed, data)
+            stored_at = cache.path(task.name, data, seed) if cache else None
+            run = _reused_or_new(cfg, encoded, make_body, ctx, init_name, seed, stored_at)
             if cfg.save_predictions:
                 _write_predictions(run_dir / "predictions" / task.name / init_name / f"seed{seed}",
                                    run.pop("predictions"), encoded, task.label_names)
@@ -83,10 +84,9 @@ def _finetune_task(cfg: FinetuneConfig, task: TaskSplits, tokenizer: Tokenizer, 
 
 
 def _reused_or_new(cfg: FinetuneConfig, task: EncodedTask, make_body: BodyFactory, ctx: FinetuneContext,
-                   init_name: str, seed: int, data: str | None) -> dict[str, Any]:
-    """One fine-tuning run with its wall time; a scratch run comes from the scratch cache
-    (`data`: the task's data key, None when the run is not cached) when it was computed before."""
-    path = ctx.scratch_cache.path(task.name, data, seed) if data is not None else None
+                   init_name: str, seed: int, path: Path | None) -> dict[str, Any]:
+    """One fine-tuning run with its wall time; a scratch run kept in the scratch cache at `path`
+    (None: not cached) comes from there when it was computed before."""
     if path is not None and (stored := ctx.scratch_cache.load(path)) is not None:
         ctx.advance(steps_per_epoch(len(task.train), cfg.batch_size) * cfg.epochs, timed=False)
         return stored | {"reused": True}
@@ -149,7 +149,7 @@ def _write_predictions(directory: Path, predictions: dict[str, list], task: Enco
     """One line per example: index, text, gold `label` and `prediction` as ids (a list per word
     for tagging), and for classification and tagging their names as `label_name` and
     `prediction_name` (regression has no names: the value is the label)."""
-    sets = {"dev": task.dev, "test": task.test, **task.extra_eval}
+    sets = {"dev": task.dev, **task.evaluation_sets()}
     names = label_names if task.kind != "regression" else []
     for split, values in predictions.items():
         data = sets[split]

@@ -22,10 +22,14 @@ from typing import Any
 from pretrainer.config import ArchConfig, FinetuneConfig
 from pretrainer.finetune.classifier import EncodedExamples
 from pretrainer.hashing import fingerprint, write_text_atomic
+from pretrainer.provenance import RESULT_NEUTRAL_KEYS
 
-# Recipe fields that change what a run writes, not what it computes.
-NOT_IN_KEY = ("tasks", "seeds", "seed", "scratch_baseline", "save_predictions", "reuse_scratch", "hub_name",
-              "train_file", "dev_file", "test_file", "decode_errors")
+# Recipe fields that change what a run writes, not what it computes: the fine-tuning keys that are
+# result-neutral for the whole run (provenance), and those whose effect the key covers otherwise
+# (the task's data, the seed) or that choose which runs happen.
+NOT_IN_KEY = (*(key.removeprefix("finetune.") for key in RESULT_NEUTRAL_KEYS if key.startswith("finetune.")),
+              "tasks", "seeds", "seed", "scratch_baseline", "hub_name", "train_file", "dev_file", "test_file",
+              "decode_errors")
 _PACKAGE = Path(__file__).resolve().parent.parent
 CODE = ("finetune/classifier.py", "finetune/recipe.py", "finetune/metrics.py", "models", "training/optim.py",
         "training/device.py")
@@ -60,6 +64,15 @@ class ScratchCache:
         recipe = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_KEY}
         return cls(Path(cache_dir).expanduser() / "scratch",
                    fingerprint(recipe, arch, vocab_size, device_type, bf16, code_fingerprint(), torch.__version__))
+
+    @classmethod
+    def for_finetuning(cls, cache_dir: Path, cfg: FinetuneConfig, arch: ArchConfig, vocab_size: int,
+                       device_type: str, bf16: bool) -> ScratchCache | None:
+        """The cache a fine-tuning command uses; None when it keeps no scratch runs
+        (`finetune.reuse_scratch=false`, or no scratch baseline): then nothing is hashed."""
+        if not (cfg.reuse_scratch and cfg.scratch_baseline):
+            return None
+        return cls.of(cache_dir, cfg, arch, vocab_size, device_type, bf16)
 
     def path(self, task_name: str, data: str, seed: int) -> Path:
         """Where one scratch run is kept; `data`: the task's `data_key`."""

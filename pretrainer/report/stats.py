@@ -53,32 +53,26 @@ class Difference:
 
 
 def paired_interval(differences: Sequence[float]) -> tuple[float, float, str]:
-    """(low, high, method) for the mean of per-seed differences (at least 2)."""
+    """(low, high, method) for the mean of per-seed differences (at least 2). When nothing varies,
+    the one value every seed gave (scipy would warn of lost precision, or give NaN)."""
     d = np.asarray(differences, dtype=float)
-    if len(d) < MIN_BOOTSTRAP:
-        return _interval(T_INTERVAL, d[0], np.ptp(d) == 0,
-                         lambda: stats.ttest_1samp(d, 0.0).confidence_interval(CONFIDENCE))
-    return _interval(BCA, d[0], np.ptp(d) == 0, lambda: _bca((d,), lambda x, axis: np.mean(x, axis=axis)))
+    method = T_INTERVAL if len(d) < MIN_BOOTSTRAP else BCA
+    if np.ptp(d) == 0:
+        return float(d[0]), float(d[0]), method
+    found = (stats.ttest_1samp(d, 0.0).confidence_interval(CONFIDENCE) if method == T_INTERVAL
+             else _bca((d,), np.mean))
+    return float(found.low), float(found.high), method
 
 
 def unpaired_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, str]:
     """(low, high, method) for mean(a) - mean(b), each side at least 2 values (Welch's t-interval
-    below MIN_BOOTSTRAP on either side)."""
+    below MIN_BOOTSTRAP on either side); the one difference when neither side varies."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    no_spread = np.ptp(x) == 0 and np.ptp(y) == 0
-    if min(len(x), len(y)) < MIN_BOOTSTRAP:
-        return _interval(T_INTERVAL, x[0] - y[0], no_spread,
-                         lambda: stats.ttest_ind(x, y, equal_var=False).confidence_interval(CONFIDENCE))
-    return _interval(BCA, x[0] - y[0], no_spread,
-                     lambda: _bca((x, y), lambda p, q, axis: np.mean(p, axis=axis) - np.mean(q, axis=axis)))
-
-
-def _interval(method: str, value: float, no_spread: bool, interval) -> tuple[float, float, str]:
-    """The confidence interval `interval()` computes with scipy, or the one value every seed
-    gave when nothing varies (scipy would warn of lost precision, or give NaN)."""
-    if no_spread:
-        return float(value), float(value), method
-    found = interval()
+    method = T_INTERVAL if min(len(x), len(y)) < MIN_BOOTSTRAP else BCA
+    if np.ptp(x) == 0 and np.ptp(y) == 0:
+        return float(x[0] - y[0]), float(x[0] - y[0]), method
+    found = (stats.ttest_ind(x, y, equal_var=False).confidence_interval(CONFIDENCE) if method == T_INTERVAL
+             else _bca((x, y), lambda p, q, axis: np.mean(p, axis=axis) - np.mean(q, axis=axis)))
     return float(found.low), float(found.high), method
 
 
