@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 # OpenMP threads that spin while waiting take the CPU from anything else running: on a 2-core
 # machine beside one busy process, 2 threads trained at 14.6k tok/s with libgomp's default
@@ -33,6 +32,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from pretrainer.cli_common import fail, run_dir_parser
 from pretrainer.cli_models import export_command, fill_mask_command, generate_command
 from pretrainer.cli_sweeps import (
     check_override_keys,
@@ -379,22 +379,6 @@ def run_hydra(name: str, args: list[str]) -> None:
 
 
 # Commands that take paths rather than config overrides: plain argparse, no Hydra.
-
-
-def run_dir_parser(name: str, description: str, out_help: str) -> argparse.ArgumentParser:
-    """`pretrainer NAME RUN_DIR [--out DIR]`."""
-    parser = argparse.ArgumentParser(prog=f"pretrainer {name}", description=description)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--out", type=Path, default=None, help=out_help)
-    return parser
-
-
-def fail(error: Exception, command: str | None = None) -> NoReturn:
-    """A user error as one line on stderr (`pretrainer [command]: ...`, no traceback) and its
-    exit code (pretrainer.errors; 2 for bad input of any kind)."""
-    kind = "config error: " if type(error) is ConfigError else ""  # subclasses (file errors) say what they are
-    print(f"pretrainer{' ' + command if command else ''}: {kind}{error}", file=sys.stderr)
-    raise SystemExit(getattr(error, "exit_code", 2)) from None
 
 
 def report_command(args: list[str]) -> None:

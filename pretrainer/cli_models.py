@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from pretrainer.cli_common import fail, run_dir_parser
 from pretrainer.errors import UserError
 
 MODEL_HELP = "a run dir, a checkpoint file or a local Hugging Face directory (an exported run)"
@@ -25,8 +26,6 @@ def _parser(name: str, description: str, text_help: str) -> argparse.ArgumentPar
 @contextmanager
 def _one_line_errors(command: str) -> Iterator[None]:
     """A bad model path, format or option ends the command with one line (exit 2), no traceback."""
-    from pretrainer.cli import fail
-
     try:
         yield
     except (UserError, ValueError, FileNotFoundError, ImportError) as error:
@@ -81,8 +80,6 @@ def fill_mask_command(args: list[str]) -> None:
 
 def export_command(args: list[str]) -> None:
     """`pretrainer export RUN_DIR [--out DIR]`."""
-    from pretrainer.cli import run_dir_parser
-
     parsed = run_dir_parser("export", "Write a run as a transformers model (BERT or MegatronBERT masked LM, "
                             "ELECTRA discriminator, GPT-2 LM or T5) with its tokenizer.",
                             "output directory (default: RUN_DIR/hf)").parse_args(args)
@@ -94,5 +91,8 @@ def export_command(args: list[str]) -> None:
         warnings.simplefilter("always", UserWarning)
         out = export_hf(parsed.run_dir, parsed.out or parsed.run_dir / "hf")
     for note in notes:  # what the export left out (a pre-LN ELECTRA's discriminator head), as one line
-        print(f"pretrainer export: note: {note.message}", file=sys.stderr)
+        if note.category is UserWarning:
+            print(f"pretrainer export: note: {note.message}", file=sys.stderr)
+        else:  # a library's own warning (deprecations...): shown as it would have been, not as our note
+            warnings.showwarning(note.message, note.category, note.filename, note.lineno)
     print(f"wrote {out}")

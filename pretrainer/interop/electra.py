@@ -13,11 +13,13 @@ refuse the default `pretrainer train objective=electra` run, its encoder is expo
 `MegatronBertModel` (the exact pre-LN match, see `megatron_bert.py`) without the
 discriminator head: the head only scores replaced tokens during pretraining, and
 fine-tuning starts from the encoder alone (as in the ELECTRA paper, and as our
-`finetune init=` does). `export_hf` warns that the head was left out;
-`arch.norm_position=post` keeps it.
+`finetune init=` does): `PRE_LN_ENCODER` is that exporter, and its `NOTE` (which `export_hf`
+warns with) says the head was left out; `arch.norm_position=post` keeps it.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import torch
 
@@ -30,35 +32,34 @@ MODEL = "ElectraForPreTraining"
 HEAD_MODULE = "discriminator_head"  # the objective's module exported as ELECTRA's head
 HEAD_RULES = [*linear("0", "discriminator_predictions.dense", bias=True),  # 1 is the GELU
               *linear("2", "discriminator_predictions.dense_prediction", bias=True)]
-PRE_LN_NOTE = ("a pre-LN ELECTRA body has no ELECTRA class in transformers: exported its encoder as "
-               f"{megatron_bert.BASE_MODEL} without the discriminator head (pretrain with "
-               "arch.norm_position=post to export the whole discriminator as ElectraForPreTraining)")
-
-
-def model_name(arch: ArchConfig) -> str:
-    return MODEL if arch.norm_position == "post" else megatron_bert.BASE_MODEL
-
 
 # ---- export ----------------------------------------------------------------------------------------------------
 
 
 def export_problems(arch: ArchConfig, head_state: dict[str, torch.Tensor], objective: str) -> list[str]:
-    required = bert.REQUIRED if arch.norm_position == "post" else megatron_bert.REQUIRED
-    return arch_mismatches(arch, required, model_name(arch))
+    return arch_mismatches(arch, bert.REQUIRED, MODEL)
 
 
 def hf_config(arch: ArchConfig, vocab_size: int, special: SpecialIds) -> dict:
-    if arch.norm_position != "post":
-        return megatron_bert.hf_config(arch, vocab_size, special, model=megatron_bert.BASE_MODEL)
     return {"architectures": [MODEL], "model_type": "electra", "embedding_size": arch.d_model,
             **bert.shared_config(arch, vocab_size, special)}
 
 
 def export_state(arch: ArchConfig, body: dict[str, torch.Tensor], head: dict[str, torch.Tensor]) -> dict:
-    if arch.norm_position != "post":
-        return megatron_bert.export_base_state(arch, body)
     state = to_theirs(bert.body_rules(arch.n_layer, prefix="electra."), bert.with_token_types(arch, body))
     return state | to_theirs(HEAD_RULES, head)
+
+
+# The exporter of a pre-LN ELECTRA run: its encoder alone, as MegatronBertModel.
+PRE_LN_ENCODER = SimpleNamespace(
+    export_problems=lambda arch, head_state, objective: arch_mismatches(arch, megatron_bert.REQUIRED,
+                                                                        megatron_bert.BASE_MODEL),
+    hf_config=lambda arch, vocab_size, special: megatron_bert.hf_config(arch, vocab_size, special,
+                                                                        model=megatron_bert.BASE_MODEL),
+    export_state=lambda arch, body, head: megatron_bert.export_base_state(arch, body),
+    NOTE=("a pre-LN ELECTRA body has no ELECTRA class in transformers: exported its encoder as "
+          f"{megatron_bert.BASE_MODEL} without the discriminator head (pretrain with "
+          "arch.norm_position=post to export the whole discriminator as ElectraForPreTraining)"))
 
 
 # ---- import ----------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import shutil
 import warnings
 from dataclasses import fields
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any, NamedTuple
 
 import torch
@@ -84,15 +84,15 @@ def export_hf(run_dir: Path, out_dir: Path) -> Path:
     save_file(family.export_state(arch, body, head), str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     export_tokenizer(tokenizer_file, tokenizer, out_dir / "tokenizer.json", arch)
     _write_json(out_dir / "tokenizer_config.json", tokenizer_config(arch.max_len))
-    if family is electra and arch.norm_position == "pre":
-        warnings.warn(electra.PRE_LN_NOTE, stacklevel=2)
+    if note := getattr(family, "NOTE", None):  # what the export left out
+        warnings.warn(note, stacklevel=2)
     return out_dir
 
 
-def exporter(arch: ArchConfig, objective: str) -> tuple[ModuleType, str]:
+def exporter(arch: ArchConfig, objective: str) -> tuple[ModuleType | SimpleNamespace, str]:
     """(the family module that writes this run, the objective module whose weights are its head)."""
     if arch.name == "encoder" and objective == "electra":
-        return electra, electra.HEAD_MODULE
+        return electra if arch.norm_position == "post" else electra.PRE_LN_ENCODER, electra.HEAD_MODULE
     if arch.name == "encoder" and arch.norm_position == "pre":
         return megatron_bert, "head"
     return EXPORTERS[arch.name], "head"
