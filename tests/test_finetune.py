@@ -239,7 +239,8 @@ def test_finetune_from_an_exported_hugging_face_directory(compose_config, tmp_pa
     from pretrainer.pipeline import train
 
     run = tmp_path / "run"
-    train(compose_config("arch.norm_position=post", "data.num_documents=200", "finetune=none"), run)
+    train(compose_config("arch.norm_position=post", "arch.positions=learned",
+                         "data.num_documents=200", "finetune=none"), run)
     hf_dir = export_hf(run, tmp_path / "hf")
     cfg = compose_config(f"init={hf_dir}", "finetune.tasks=[sentiment]", "finetune.train_size=40",
                          "finetune.eval_size=30", "finetune.epochs=1")

@@ -289,7 +289,8 @@ def test_a_trained_run_exports_with_its_tokenizer(compose_config, tmp_path):
 
     from pretrainer.pipeline import train
 
-    cfg = compose_config("arch.norm_position=post", "finetune=none", "trainer.max_steps=2", "data.num_documents=200")
+    cfg = compose_config("arch.norm_position=post", "arch.positions=learned",
+                         "finetune=none", "trainer.max_steps=2", "data.num_documents=200")
     train(cfg, tmp_path / "run")
     out_dir = export_hf(tmp_path / "run", tmp_path / "hf")
 

@@ -30,7 +30,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def test_train_writes_the_run_dir_and_loss_goes_down(compose_config, tmp_path):
-    cfg = compose_config(*SMALL_DATA, "trainer.max_steps=60", "trainer.eval_every=30", "trainer.lr=5e-3",
+    cfg = compose_config(*SMALL_DATA, "trainer.max_steps=60", "trainer.eval_every=30", "trainer.lr=2e-3",
                          "finetune.tasks=[topic,entailment]")
     run_dir = tmp_path / "run"
     summary = train(cfg, run_dir)
@@ -263,7 +263,8 @@ def test_cli_plan_sweep_prints_one_table_without_training(tmp_path):
 def test_cli_export_writes_a_transformers_directory_or_names_the_differing_fields(compose_config, tmp_path):
     pytest.importorskip("transformers")
     run = tmp_path / "run"
-    train(compose_config("arch.norm_position=post", "data.num_documents=200", "finetune=none"), run)
+    train(compose_config("arch.norm_position=post", "arch.positions=learned", "data.num_documents=200",
+                         "finetune=none"), run)
     exported = run_cli("export", str(run), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr[-2000:]
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (run / "hf").iterdir()}
@@ -271,6 +272,7 @@ def test_cli_export_writes_a_transformers_directory_or_names_the_differing_field
     train(compose_config("arch.positions=rotary", "data.num_documents=200", "finetune=none"), rotary)
     refused = run_cli("export", str(rotary), cwd=tmp_path)
     assert refused.returncode == 2 and "arch.positions=rotary" in refused.stderr
+    assert "arch.positions=learned" in refused.stderr  # says what to train with instead
 
 
 def test_debug_fast_runs_every_stage_once(tmp_path, capsys):

@@ -26,19 +26,29 @@ def pretrain(representation: dict | None) -> dict:
     return figures | ({"representation": representation} if representation else {})
 
 
+# A body that fine-tunes no better than scratch, as the flagged bodies measured do.
+AT_SCRATCH = {"topic": {"pretrained": {0: 0.22, 1: 0.25}, "scratch": {0: 0.52, 1: 0.55}},
+              "agreement": {"pretrained": {0: 0.50, 1: 0.49}, "scratch": {0: 0.51, 1: 0.50}}}
+
+
 @pytest.fixture
 def sweep(tmp_path) -> Path:
-    """mlm: healthy in both runs; electra: collapsed in one of two runs; clm: texts alike only; t5: no check."""
+    """mlm: healthy in both runs; electra: collapsed in one of two runs; clm: texts alike only; t5: no
+    check; prefix_lm: collapsed, yet fine-tunes above scratch (a misjudged body)."""
     root = tmp_path / "sweep"
     healthy = [check(0.24, 0.32, 0.75, 0.92), check(0.22, 0.32, 0.73, 0.92)]
     for seed, representation in enumerate(healthy):
         write_run(root / f"mlm{seed}", ["objective=mlm", f"seed={seed}"], select(MLM, [seed]),
                   pretrain=pretrain(representation))
     for seed, representation in enumerate([check(0.98, 0.32, 0.99, 0.92), check(0.40, 0.32, 0.80, 0.92)]):
-        write_run(root / f"electra{seed}", ["objective=electra", f"seed={seed}"], select(MLM, [seed]),
+        write_run(root / f"electra{seed}", ["objective=electra", f"seed={seed}"], select(AT_SCRATCH, [seed]),
                   pretrain=pretrain(representation))
-    write_run(root / "clm", ["objective=clm"], select(CLM, [0]), pretrain=pretrain(check(0.20, 0.45, 0.89, 0.84)))
+    write_run(root / "clm", ["objective=clm"], select(AT_SCRATCH, [0]),
+              pretrain=pretrain(check(0.20, 0.45, 0.89, 0.84)))
     write_run(root / "t5", ["objective=t5_span"], select(CLM, [0]), pretrain=pretrain(None))
+    for seed in range(3):
+        write_run(root / f"prefix{seed}", ["objective=prefix_lm", f"seed={seed}"], select(MLM, [seed]),
+                  pretrain=pretrain(check(0.64, 0.39, 0.99, 0.85)))
     return root
 
 
@@ -59,8 +69,18 @@ def test_notes_name_the_collapsed_and_the_texts_alike_rows_once_each(sweep):
     assert "maps every token to nearly the same vector in 1 of 2 run(s)" in electra
     (clm,) = [note for note in flagged if "objective=clm" in note]
     assert "averages different texts closer together than at initialisation in 1 of 1 run(s)" in clm
-    assert not any("objective=mlm" in note or "t5_span" in note for note in flagged)
+    assert not any("objective=mlm" in note or "t5_span" in note or "prefix_lm" in note for note in flagged)
     assert "not a real result" in (sweep / "report.md").read_text()
+
+
+def test_a_flagged_body_that_beats_scratch_is_reported_as_misjudged(sweep):
+    """prefix_lm's three runs are all flagged collapsed, but topic (0.807 ± 0.031 against 0.590 ± 0.036)
+    and agreement (0.707 ± 0.021 against 0.510 ± 0.010) beat scratch by more than the two stds."""
+    notes = write_report([sweep], console=quiet()).notes
+    (prefix,) = [note for note in notes if "objective=prefix_lm" in note]
+    assert "maps every token to nearly the same vector in 3 of 3 run(s)" in prefix
+    assert "beats scratch on topic, agreement by more than the seed spread" in prefix
+    assert "not a real result" not in prefix
 
 
 def test_the_csv_has_the_means_and_the_flagged_run_counts(sweep):

@@ -73,7 +73,9 @@ def export_hf(run_dir: Path, out_dir: Path) -> Path:
     body, head = body_state_dict(payload), head_state_dict(payload, head_module)
     problems = family.export_problems(arch, head, objective)
     if problems:  # each problem names the transformers class that needs the value
-        raise ValueError(f"cannot export {run_dir}: " + "; ".join(problems))
+        raise ValueError(f"cannot export {run_dir}: " + "; ".join(problems) + ". A run trained with the "
+                         "values named exports (the default encoder's ALiBi has no transformers class: "
+                         "arch.positions=learned)")
     tokenizer_file = run_dir / "tokenizer" / "tokenizer.json"
     tokenizer = read_tokenizer(tokenizer_file)  # once: its special ids, and the decoder's prompt template
     special = SpecialIds.of(tokenizer)

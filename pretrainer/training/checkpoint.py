@@ -160,8 +160,10 @@ def verify_checkpoint(path: Path) -> None:
     try:  # no recorded digest (an older checkpoint, or a copied file): the zip's own CRCs
         with zipfile.ZipFile(path) as archive:
             bad_member = archive.testzip()
-    except (zipfile.BadZipFile, OSError) as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({error})") from None
+    # A damaged zip fails in many ways: bad magic, a member name that is no longer UTF-8
+    # (UnicodeDecodeError, a ValueError), flag bits for features zipfile lacks, a short read.
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({str(error).splitlines()[0]})") from None
     if bad_member is not None:
         raise CheckpointError(f"{path} is corrupt: CRC mismatch in {bad_member}")
 

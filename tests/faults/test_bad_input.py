@@ -121,7 +121,7 @@ def test_a_garbled_tokenizer_of_a_run_is_one_line(run_cli, run_config, tmp_path)
     from pretrainer.pipeline import train
 
     run_dir = tmp_path / "run"
-    train(run_config("arch.norm_position=post"), run_dir)  # post-LN: exportable as BertForMaskedLM
+    train(run_config("arch.norm_position=post", "arch.positions=learned"), run_dir)  # exportable as BertForMaskedLM
     tokenizer = run_dir / "tokenizer" / "tokenizer.json"
     tokenizer.write_text(tokenizer.read_text()[:500])
     result = run_cli("finetune", f"init={run_dir}", "finetune.tasks=[topic]", f"hydra.run.dir={tmp_path / 'ft'}")

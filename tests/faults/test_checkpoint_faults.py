@@ -207,3 +207,17 @@ def rename_pickled_module(path: Path, old: bytes, new: bytes) -> None:
         for name, data in members:
             target.writestr(name, data.replace(old, new) if name.endswith("data.pkl") else data)
     path.write_bytes(buffer.getvalue())
+
+
+def test_a_member_name_damaged_into_bad_utf8_is_a_checkpoint_error(tmp_path):
+    """Flipped bytes can land in a zip member's name: with the UTF-8 flag set, zipfile raises
+    UnicodeDecodeError (not BadZipFile) while testing the CRCs; it must still be a CheckpointError."""
+    path = tmp_path / "step_00000001.pt"
+    torch.save({"format": "x", "weights": torch.zeros(4)}, path)
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"PK\x03\x04"  # the first member's local header: flags at 6, its name at 30
+    data[6] |= 0x08  # bit 11 (0x0800, little-endian high byte): the name is UTF-8
+    data[30 + 1] = 0x9C  # a UTF-8 continuation byte where a character must start
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
+        load_checkpoint(path)
