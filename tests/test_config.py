@@ -150,7 +150,9 @@ def test_every_preset_experiment_composes_with_its_sweep(experiment):
         from pretrainer.interop.bert import REQUIRED  # BERT-base: exportable as BertForMaskedLM
         assert {key: getattr(cfg.arch, key) for key in REQUIRED} == REQUIRED
     elif experiment == "mlm_vs_scratch":  # the question (pretrained vs scratch) is inside every run
-        assert dict(params) == {"seed": "0,1,2"} and cfg.trainer.max_steps == 3 * 1200
+        assert dict(params) == {"seed": "0,1,2"} and cfg.trainer.max_steps == 1200  # the demo's budget
+        assert cfg.finetune.train_size == 1000 and cfg.finetune.tasks == ["topic", "sentiment", "agreement",
+                                                                          "entailment", "tagging"]
         assert cfg.objective.name == "mlm" and cfg.finetune.scratch_baseline
     else:
         assert "seed" in params and len(params) >= 2  # a sweep over seeds and the question's choices
