@@ -130,5 +130,23 @@ def flip_bytes(path: Path, count: int = 16) -> None:
     path.write_bytes(bytes(data))
 
 
+def flip_tensor_bytes(path: Path, count: int = 16) -> None:
+    """Flip bytes inside the largest member's stored data, which its zip CRC covers. The middle
+    of the file (`flip_bytes`) can fall in a header or in torch's alignment padding, which no
+    CRC covers: where it lands moves with the payload's size (its paths, say)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        member = max(archive.infolist(), key=lambda info: info.compress_size)
+    data = bytearray(path.read_bytes())
+    offset = member.header_offset
+    name_length, extra_length = struct.unpack("<HH", data[offset + 26: offset + 30])  # the local header's
+    start = offset + 30 + name_length + extra_length + member.compress_size // 2
+    for i in range(count):
+        data[start + i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def truncate_half(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])

@@ -22,7 +22,14 @@ from pretrainer.training.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from tests.faults.conftest import RUN, assert_one_line_error, finished_run, flip_bytes, truncate_half
+from tests.faults.conftest import (
+    RUN,
+    assert_one_line_error,
+    finished_run,
+    flip_bytes,
+    flip_tensor_bytes,
+    truncate_half,
+)
 
 
 def step_file(run_dir: Path, step: int) -> Path:
@@ -63,7 +70,7 @@ FAULTS = {  # name -> damage done to the newest checkpoint (step 6)
     "emptied": lambda path: path.write_bytes(b""),
     "not a zip": lambda path: path.write_bytes(b"\x00garbage" * 100),
     "sha256 file garbled": lambda path: digest_file(path).write_text("not a digest\n"),
-    "sha256 file deleted, bytes flipped (zip CRC)": lambda path: (digest_file(path).unlink(), flip_bytes(path)),
+    "sha256 file deleted, bytes flipped (zip CRC)": lambda path: (digest_file(path).unlink(), flip_tensor_bytes(path)),
 }
 
 
