@@ -74,8 +74,8 @@ def test_notes_name_the_collapsed_and_the_texts_alike_rows_once_each(sweep):
 
 
 def test_a_flagged_body_that_beats_scratch_is_reported_as_misjudged(sweep):
-    """prefix_lm's three runs are all flagged collapsed, but topic (0.807 ± 0.031 against 0.590 ± 0.036)
-    and agreement (0.707 ± 0.021 against 0.510 ± 0.010) beat scratch by more than the two stds."""
+    """prefix_lm's three runs are all flagged collapsed, but topic (0.807 against 0.590) and agreement
+    (0.707 against 0.510) beat scratch: the paired 95% intervals of the report's gains lie above 0."""
     notes = write_report([sweep], console=quiet()).notes
     (prefix,) = [note for note in notes if "objective=prefix_lm" in note]
     assert "maps every token to nearly the same vector in 3 of 3 run(s)" in prefix

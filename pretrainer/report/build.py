@@ -65,12 +65,12 @@ def write_report(dirs: list[Path], baseline: str | int | None = None, console: C
         collect_scores(config, tasks)
     chosen = select_baseline(configs, baseline)
     plots, plot_notes = write_plots(configs, tasks, varying, dirs[0])
+    gains = pretrained_gains(configs, tasks)
     result = ReportResult(
         out_dir=dirs[0], runs=runs, configurations=configs, varying_keys=varying,
         constant_overrides=constant_overrides(configs), tasks=tasks, rows=tables.csv_rows(configs, varying, tasks),
-        baseline=chosen, comparisons=compare_to_baseline(configs, chosen, tasks),
-        gains=pretrained_gains(configs, tasks), plots=plots,
-        notes=_override_notes(runs) + representation.notes(configs) + plot_notes)
+        baseline=chosen, comparisons=compare_to_baseline(configs, chosen, tasks), gains=gains, plots=plots,
+        notes=_override_notes(runs) + representation.notes(configs, gains) + plot_notes)
     _write_files(result)
     print_report(result, console or loggers.console)  # a log file gets the tables whole, not cut at 80
     return result

@@ -9,6 +9,7 @@ from statistics import fmean
 from typing import Any
 
 from pretrainer.report.runs import Configuration
+from pretrainer.report.stats import Comparison
 
 DASH = "—"
 # (summary flag, what the note says of a flagged run)
@@ -36,11 +37,16 @@ def csv_columns(config: Configuration) -> dict[str, Any]:
     return columns
 
 
-def notes(configs: list[Configuration]) -> list[str]:
+def notes(configs: list[Configuration], gains: list[Comparison]) -> list[str]:
     """One sentence per configuration with a flagged run. Fine-tuning from such a body usually
     scores at or below scratch, so its row does not measure what the objective can teach; the
-    checks are heuristics, so where the row's own fine-tuning beats scratch the note says so
-    instead (ELECTRA with ALiBi: tokens 0.64 from 0.42, yet topic 0.95 against 0.54 scratch)."""
+    checks are heuristics, so where the row's own pretrained - scratch interval (`gains`, the
+    report's table) lies above 0 the note says so instead (ELECTRA with ALiBi: tokens 0.64 from
+    0.42, yet topic 0.95 against 0.54 scratch)."""
+    won_by = {}  # configuration label -> tasks its pretrained body wins, in the gains' order
+    for gain in gains:
+        if gain.difference.excludes_zero and gain.difference.estimate > 0:
+            won_by.setdefault(gain.label, []).append(gain.task)
     sentences = []
     for config in configs:
         checked = sum(bool(run.pretrain.get("representation")) for run in config.runs)
@@ -48,28 +54,15 @@ def notes(configs: list[Configuration]) -> list[str]:
             if flagged := flagged_runs(config, flag):
                 found = (f"#{config.index} {config.label or '(defaults)'}: the pretrained body {what} in "
                          f"{flagged} of {checked} run(s) (token cos / text cos columns); ")
-                if won := tasks_beating_scratch(config):
+                if won := won_by.get(config.label):
                     sentences.append(found + f"yet fine-tuning from it beats scratch on {', '.join(won)} by more "
-                                     "than the seed spread, so the check misjudged it there; its other tasks may "
-                                     "still suffer")
+                                     "than the seed spread (its 95% interval above 0), so the check misjudged it "
+                                     "there; its other tasks may still suffer")
                 else:
                     sentences.append(found + "fine-tuning from it is likely at or below scratch, so this row is "
                                      "not a real result")
                 break  # a collapsed body also pools texts alike: one note says it
     return sentences
-
-
-def tasks_beating_scratch(config: Configuration) -> list[str]:
-    """Tasks whose pretrained mean exceeds scratch's by more than the two seed stds together
-    (a std counts 0 where there is one seed)."""
-    won = []
-    for task, inits in config.scores.items():
-        pretrained, scratch = inits.get("pretrained"), inits.get("scratch")
-        if pretrained is None or scratch is None or pretrained.mean is None or scratch.mean is None:
-            continue
-        if pretrained.mean - scratch.mean > (pretrained.std or 0.0) + (scratch.std or 0.0):
-            won.append(task)
-    return won
 
 
 def flagged_runs(config: Configuration, flag: str) -> int:

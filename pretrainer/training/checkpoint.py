@@ -163,9 +163,15 @@ def verify_checkpoint(path: Path) -> None:
     # A damaged zip fails in many ways: bad magic, a member name that is no longer UTF-8
     # (UnicodeDecodeError, a ValueError), flag bits for features zipfile lacks, a short read.
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({str(error).splitlines()[0]})") from None
+        raise unreadable(path, error) from None
     if bad_member is not None:
         raise CheckpointError(f"{path} is corrupt: CRC mismatch in {bad_member}")
+
+
+def unreadable(path: Path, error: Exception) -> CheckpointError:
+    """The error for a file that zipfile or torch.load could not read: the file and the first
+    line of the reason."""
+    return CheckpointError(f"{path} is not a readable checkpoint ({str(error).splitlines()[0]})")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -179,7 +185,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} was not loaded: it holds objects other than tensors and plain values "
                               f"({_unsafe_globals(path)}); checkpoints are loaded weights-only") from None
     except (RuntimeError, OSError, EOFError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({str(error).splitlines()[0]})") from None
+        raise unreadable(path, error) from None
     if not isinstance(payload, dict) or payload.get("format") not in (CHECKPOINT_FORMAT, LEGACY_FORMAT):
         raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
     if payload["format"] == LEGACY_FORMAT:

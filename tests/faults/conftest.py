@@ -122,11 +122,12 @@ def write_malicious_checkpoint(path: Path, marker: Path) -> None:
 # ---- corruptions -----------------------------------------------------------------------------------------------
 
 
-def flip_bytes(path: Path, count: int = 16) -> None:
+def flip_bytes(path: Path, count: int = 16, start: int | None = None) -> None:
+    """XOR `count` bytes with 0xFF from `start` (default: the middle of the file)."""
     data = bytearray(path.read_bytes())
-    middle = len(data) // 2
+    start = len(data) // 2 if start is None else start
     for i in range(count):
-        data[middle + i] ^= 0xFF
+        data[start + i] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
@@ -139,13 +140,11 @@ def flip_tensor_bytes(path: Path, count: int = 16) -> None:
 
     with zipfile.ZipFile(path) as archive:
         member = max(archive.infolist(), key=lambda info: info.compress_size)
-    data = bytearray(path.read_bytes())
-    offset = member.header_offset
-    name_length, extra_length = struct.unpack("<HH", data[offset + 26: offset + 30])  # the local header's
-    start = offset + 30 + name_length + extra_length + member.compress_size // 2
-    for i in range(count):
-        data[start + i] ^= 0xFF
-    path.write_bytes(bytes(data))
+    with path.open("rb") as file:  # the local header's name and extra-field lengths, at offset 26
+        file.seek(member.header_offset + 26)
+        name_length, extra_length = struct.unpack("<HH", file.read(4))
+    data_start = member.header_offset + 30 + name_length + extra_length
+    flip_bytes(path, count, start=data_start + member.compress_size // 2)
 
 
 def truncate_half(path: Path) -> None:
