@@ -35,7 +35,10 @@ install: $(PYTHON)  ## install torch (CPU) and the project (editable) into the v
 	$(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e .
 
-demo: $(PYTHON)  ## run the main job: `pretrainer train` with the defaults (embedded benchmark)
+$(ENV_DIR)/bin/pretrainer: | $(PYTHON)  # `make demo` on a fresh checkout installs first
+	$(MAKE) install
+
+demo: $(ENV_DIR)/bin/pretrainer  ## run the main job: `pretrainer train` with the defaults (embedded benchmark)
 	$(ENV_DIR)/bin/pretrainer train
 
 test-deps: $(PYTHON)  ## install the test tools and the optional extras the tests cover (dev, hf, slurm), once
@@ -52,5 +55,5 @@ test-all: test-deps  ## also the slow tests
 lint: test-deps  ## ruff
 	$(PYTHON) -m ruff check pretrainer tests scripts
 
-bench: $(PYTHON)  ## training throughput side by side with transformers (tiny/mini on CPU, base shapes on a GPU)
+bench: test-deps  ## training throughput side by side with transformers (tiny/mini on CPU, base shapes on a GPU)
 	$(PYTHON) scripts/bench.py

@@ -39,6 +39,7 @@ from torch import nn
 from pretrainer.data.blocks import BlockSet
 from pretrainer.evaluation.scoring import evaluation_mode
 from pretrainer.loggers import info, warn
+from pretrainer.models.heads import pool
 
 COLLAPSED = 0.6  # mean token-pair cosine above which the representation counts as collapsed
 MAX_TOKENS = 1024  # tokens compared (all pairs among them)
@@ -76,8 +77,7 @@ def _token_cosine(states: torch.Tensor, real: torch.Tensor) -> float:
 
 
 def _sequence_cosine(states: torch.Tensor, real: torch.Tensor) -> float:
-    weights = real.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
-    pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, C)
+    pooled = pool(states, real, "mean")  # (B, C): as the fine-tuning classifier pools
     return mean_pair_cosine(pooled[real.any(1)])
 
 

@@ -19,7 +19,7 @@ FLAGS = (("collapsed", "maps every token to nearly the same vector"),
 
 def values(config: Configuration, key: str) -> list[float]:
     """`key` of the representation check of every run that recorded one."""
-    found = [(run.pretrain.get("representation") or {}).get(key) for run in config.runs]
+    found = [run.representation.get(key) for run in config.runs]
     return [float(value) for value in found if value is not None]
 
 
@@ -49,7 +49,7 @@ def notes(configs: list[Configuration], gains: list[Comparison]) -> list[str]:
             won_by.setdefault(gain.label, []).append(gain.task)
     sentences = []
     for config in configs:
-        checked = sum(bool(run.pretrain.get("representation")) for run in config.runs)
+        checked = sum(bool(run.representation) for run in config.runs)
         for flag, what in FLAGS:
             if flagged := flagged_runs(config, flag):
                 found = (f"#{config.index} {config.label or '(defaults)'}: the pretrained body {what} in "
@@ -67,7 +67,7 @@ def notes(configs: list[Configuration], gains: list[Comparison]) -> list[str]:
 
 def flagged_runs(config: Configuration, flag: str) -> int:
     """How many of the configuration's runs the check flagged with `flag`."""
-    return sum(bool((run.pretrain.get("representation") or {}).get(flag)) for run in config.runs)
+    return sum(bool(run.representation.get(flag)) for run in config.runs)
 
 
 def _with_init(config: Configuration, key: str) -> str:

@@ -51,6 +51,11 @@ class Run:
     def pretrain(self) -> dict[str, Any]:
         return self.summary.get("pretrain") or {}
 
+    @property
+    def representation(self) -> dict[str, Any]:
+        """The representation checks (`pretrain.representation`); {} for a run without them."""
+        return self.pretrain.get("representation") or {}
+
 
 @dataclass
 class Scores:

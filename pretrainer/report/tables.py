@@ -143,12 +143,14 @@ def _print_unsqueezed(console: Console, table: RichTable) -> None:
     """Print at the table's natural width, not squeezed into the terminal's: a number cut to
     `0.…` is worse than a line the terminal wraps."""
     natural = console.measure(table, options=console.options.update_width(10_000)).maximum
-    width = console.width
-    console.width = max(width, natural)
+    # print(width=) cannot widen past the console, so the width is set for this print and the
+    # console's own setting put back: None (rich's private default) keeps it deciding at each print.
+    saved = console._width
+    console.width = max(console.width, natural)
     try:
         console.print(table, crop=False)
     finally:
-        console.width = width
+        console._width = saved
 
 
 def _mean_std(scores: Scores | None) -> str:
