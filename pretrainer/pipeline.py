@@ -116,7 +116,8 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
         packed = load_or_pack(corpus.documents(), segmenter, corpus.fingerprint, tokenizer_fingerprint(segmenter),
                               objective_type.raw_block_size(cfg.objective, cfg.data.block_size),
                               cfg.data.eval_fraction, cache_dir, verify=cfg.data.verify_cache,
-                              max_document_chars=cfg.tokenizer.max_document_chars, num_proc=cfg.data.num_proc)
+                              max_document_chars=cfg.tokenizer.max_document_chars, num_proc=cfg.data.num_proc,
+                              total_documents=corpus.expected_documents)
     check_trainable(packed, cfg)
     # Tokens an objective adds (T5's sentinels) go after the trained vocabulary; text encodes as before.
     tokenizer = add_special_tokens(trained, objective_type.special_tokens(cfg.objective, cfg.data.block_size))

@@ -149,3 +149,20 @@ def test_blocks_carry_document_ids_and_word_starts(text_corpus, tmp_path):
     expected = [i == 0 or word_ids[i] != word_ids[i - 1] for i in range(min(len(word_ids), 15))]
     assert batch.word_starts[0, 1 : 1 + len(expected)].tolist() == expected
     assert batch.word_starts[batch.ids == sep].all()
+
+
+def test_a_corpus_knows_its_document_count_where_its_source_does(tmp_path, offline_hub):
+    """`expected_documents` gives packing's progress an ETA: the synthetic count (capped by
+    data.max_documents), a hub table's rows (an upper bound: empty texts are skipped), none for files."""
+    synthetic = open_corpus(DataConfig(source="synthetic", num_documents=30))
+    assert synthetic.expected_documents == 30 == len(list(synthetic.documents()))
+    capped = open_corpus(DataConfig(source="synthetic", num_documents=30, max_documents=12))
+    assert capped.expected_documents == 12 == len(list(capped.documents()))
+    repo = tmp_path / "hub" / "data"
+    repo.mkdir(parents=True)
+    (repo / "train.jsonl").write_text("".join(json.dumps({"text": text}) + "\n" for text in ["a b", "", "c d"]))
+    hub = open_corpus(DataConfig(source="hub", name=str(tmp_path / "hub"), split="train"))
+    assert hub.expected_documents == 3 and len(list(hub.documents())) == 2
+    path = tmp_path / "corpus.txt"
+    path.write_text("one\ntwo\n")
+    assert open_corpus(DataConfig(source="text_files", paths=[str(path)])).expected_documents is None

@@ -136,7 +136,7 @@ class PackedCorpus:
 def load_or_pack(
     documents: Iterable[str], tokenizer: Tokenizer, corpus_fingerprint: str, tokenizer_fingerprint: str,
     block_size: int, eval_fraction: float, cache_dir: Path, *, verify: str = "auto",
-    max_document_chars: int = 100_000, num_proc: int | None = None,
+    max_document_chars: int = 100_000, num_proc: int | None = None, total_documents: int | None = None,
 ) -> PackedCorpus:
     """The corpus packed for `tokenizer`: from the cache when a verified entry exists, else packed now.
 
@@ -144,7 +144,8 @@ def load_or_pack(
     every file's sha256; "auto" is full up to `FULL_VERIFY_MAX_BYTES`. Sizes do not catch flipped
     bytes; a flip that makes an id out of range is still caught when the blocks are gathered.
     `num_proc` (data.num_proc): processes that pack, None for one per core; not part of the cache
-    key, as the entry's bytes do not depend on it.
+    key, as the entry's bytes do not depend on it. `total_documents`: how many documents there
+    are, where known (`Corpus.expected_documents`): the packing progress's ETA.
     """
     if verify not in ("auto", "sizes", "full"):
         raise ConfigError(f"data.verify_cache={verify!r} is not one of: auto, sizes, full")
@@ -157,7 +158,8 @@ def load_or_pack(
         discard(entry)
     from_cache = meta is not None
     if meta is None:
-        meta = pack_to_cache(documents, tokenizer, eval_fraction, entry, max_document_chars, num_proc)
+        meta = pack_to_cache(documents, tokenizer, eval_fraction, entry, max_document_chars, num_proc,
+                             total_documents)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
 
     def blocks(split: str) -> BlockSet:

@@ -34,9 +34,17 @@ class Corpus:
     fingerprint: str
     _iterate: Callable[[], Iterator[str]]
     max_documents: int | None = None
+    size: int | None = None  # documents the source holds, where known without reading it
 
     def documents(self) -> Iterator[str]:
         return islice(self._iterate(), self.max_documents)
+
+    @property
+    def expected_documents(self) -> int | None:
+        """How many documents `documents()` yields, where known in advance (packing's ETA): at
+        most this many for a hub table, whose empty texts are skipped; None for a stream."""
+        known = [count for count in (self.size, self.max_documents) if count is not None]
+        return min(known) if known else None
 
 
 def open_corpus(cfg: DataConfig) -> Corpus:
@@ -51,7 +59,7 @@ def _synthetic(cfg: DataConfig) -> Corpus:
     from pretrainer.data.synthetic import generate_corpus
 
     key = fingerprint("synthetic", SYNTHETIC_GENERATOR_VERSION, cfg.seed, cfg.num_documents)
-    return Corpus(key, lambda: iter(generate_corpus(cfg.seed, cfg.num_documents)))
+    return Corpus(key, lambda: iter(generate_corpus(cfg.seed, cfg.num_documents)), size=cfg.num_documents)
 
 
 def _text_files(cfg: DataConfig) -> Corpus:
@@ -122,4 +130,4 @@ def _hub(cfg: DataConfig) -> Corpus:
         for batch in dataset.select_columns([cfg.text_column]).iter(batch_size=1000):
             yield from (text for text in batch[cfg.text_column] if text)
 
-    return Corpus(key, iterate)
+    return Corpus(key, iterate, size=None if cfg.streaming else dataset.num_rows)
