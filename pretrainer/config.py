@@ -74,7 +74,7 @@ class TokenizerConfig:
 
 
 ARCH_NAMES = ("encoder", "decoder", "encoder_decoder")
-POSITIONS = ("learned", "sinusoidal", "rotary", "alibi", "t5_relative_bias")
+POSITIONS = ("learned", "sinusoidal", "rotary", "alibi", "alibi_directional", "t5_relative_bias")
 
 
 @dataclass
@@ -92,7 +92,8 @@ class ArchConfig:
     norm_position: str = "pre"  # pre: x + f(norm(x)) ; post: norm(x + f(x)) as in BERT
     norm: str = "layernorm"  # layernorm | rmsnorm (T5, LLaMA) | none (pre only, with scaled_residual_init)
     norm_eps: float = 1e-5  # BERT uses 1e-12, GPT-2 1e-5, T5 1e-6
-    positions: str = "learned"  # learned | sinusoidal (absolute) | rotary | alibi | t5_relative_bias (relative)
+    # learned | sinusoidal (absolute) | rotary | alibi | alibi_directional | t5_relative_bias (relative)
+    positions: str = "learned"
     relative_buckets: int = 32  # t5_relative_bias: buckets of relative distance ...
     relative_max_distance: int = 128  # ... logarithmic up to this distance
     activation: str = "gelu"  # gelu (exact) | relu | swiglu | geglu (gated, GELU tanh form as T5 v1.1)

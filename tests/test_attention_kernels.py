@@ -167,6 +167,7 @@ BODY_CASES = [  # (family, positions, inputs)
     ("decoder", "alibi", "documents"),
     ("encoder", "alibi", "none"),
     ("encoder", "alibi", "documents"),
+    ("encoder", "alibi_directional", "padding+documents"),
     ("encoder", "t5_relative_bias", "none"),
     ("encoder", "t5_relative_bias", "padding+documents"),
     ("decoder", "t5_relative_bias", "none"),
@@ -195,7 +196,7 @@ def test_body_with_flex_matches_body_with_sdpa(family, positions, inputs, length
     torch.testing.assert_close(out["flex"], out["sdpa"], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("positions", ["learned", "alibi", "t5_relative_bias"])
+@pytest.mark.parametrize("positions", ["learned", "alibi", "alibi_directional", "t5_relative_bias"])
 def test_encoder_decoder_with_flex_matches_sdpa_with_source_padding(positions):
     body = model("encoder_decoder", positions, n_decoder_layer=1)
     source, target = torch.randint(5, VOCAB, (B, 64)), torch.randint(5, VOCAB, (B, 40))

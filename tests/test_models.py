@@ -149,9 +149,9 @@ def test_segment_embeddings_make_token_types_matter():
 
 VARIANTS = [
     {"norm": "rmsnorm"}, {"norm": "layernorm", "norm_position": "post"}, {"norm": "none"},
-    {"positions": "sinusoidal"}, {"positions": "rotary"}, {"positions": "alibi"}, {"positions": "t5_relative_bias"},
-    {"activation": "relu"}, {"activation": "swiglu"}, {"activation": "geglu"}, {"bias": False},
-    {"tie_embeddings": False}, {"dropout": 0.1}, {"scaled_residual_init": False},
+    {"positions": "sinusoidal"}, {"positions": "rotary"}, {"positions": "alibi"}, {"positions": "alibi_directional"},
+    {"positions": "t5_relative_bias"}, {"activation": "relu"}, {"activation": "swiglu"}, {"activation": "geglu"},
+    {"bias": False}, {"tie_embeddings": False}, {"dropout": 0.1}, {"scaled_residual_init": False},
 ]
 
 
@@ -202,6 +202,36 @@ def test_relative_and_sinusoidal_positions_run_beyond_the_training_length(positi
     assert torch.allclose(out[:, :10], model(long[:, :10]), atol=1e-5)  # causal: a prefix gives the same states
     with pytest.raises(ValueError, match="learned positions"):
         variant("decoder")(long)
+
+
+def test_a_symmetric_alibi_encoder_cannot_tell_left_from_right_and_a_directional_one_can():
+    ids = torch.randint(5, VOCAB, (2, 12))
+    symmetric = variant("encoder", positions="alibi").eval()
+    # nothing marks position but |i - j|: the reversed input gives the reversed outputs
+    torch.testing.assert_close(symmetric(ids.flip(1)), symmetric(ids).flip(1), atol=1e-5, rtol=1e-5)
+    directional = variant("encoder", positions="alibi_directional").eval()
+    assert not torch.allclose(directional(ids.flip(1)), directional(ids).flip(1), atol=1e-3)
+
+
+def test_directional_alibi_heads_alternate_sides_and_see_nothing_on_the_other():
+    from pretrainer.models.positions import BLIND_SIDE, alibi_bias, alibi_directions, alibi_slopes
+
+    slopes, looks_right = alibi_slopes(4), alibi_directions(4)
+    weights = alibi_bias(slopes, 6, looks_right).softmax(dim=-1)[0]  # (H, T, T) attention with equal scores
+    left, right = torch.ones(6, 6).tril().bool(), torch.ones(6, 6).triu().bool()
+    assert looks_right.tolist() == [False, True, False, True]
+    assert (weights[0::2][:, ~left] == 0).all() and (weights[1::2][:, ~right] == 0).all()
+    assert (weights[0::2][:, left] > 0).all() and (weights[1::2][:, right] > 0).all()
+    # on its seen side a head keeps ALiBi's -slope * distance
+    symmetric = alibi_bias(slopes, 6)[0]
+    torch.testing.assert_close(alibi_bias(slopes, 6, looks_right)[0][0][left], symmetric[0][left])
+    assert alibi_bias(slopes, 6, looks_right)[0, 1, 3, 0] <= -BLIND_SIDE
+
+
+def test_directional_alibi_in_a_causal_stack_is_plain_alibi():
+    ids = torch.randint(5, VOCAB, (2, 12))
+    torch.testing.assert_close(variant("decoder", positions="alibi_directional").eval()(ids),
+                               variant("decoder", positions="alibi").eval()(ids))
 
 
 def test_t5_relative_buckets_follow_t5():

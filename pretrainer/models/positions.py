@@ -5,7 +5,14 @@
   are rotated by an angle proportional to their position, so their dot product depends
   on the relative offset only;
 - ALiBi (Press et al. 2022): no embedding; each head adds -slope * distance to its
-  attention scores (symmetric |i - j| in a bidirectional encoder);
+  attention scores (symmetric |i - j| in a bidirectional encoder, as MosaicBERT);
+- directional ALiBi (`alibi_directional`), for bidirectional stacks: the same slopes, but
+  even heads see only their left (j <= i) and odd heads only their right (j >= i), the
+  split Press suggests for encoders (attention_with_linear_biases issue #5). Symmetric
+  ALiBi alone cannot tell left from right: with nothing else marking position, reversing
+  the input reverses the outputs, so a subject and an object at the same distance from
+  their verb look alike. In a causal stack the causal mask already hides the right, and
+  directional ALiBi is plain ALiBi;
 - T5 relative bias (Raffel et al. 2020): a learned scalar per head and bucket of
   relative distance (exact below half the buckets, logarithmic up to a max distance),
   added to the scores of every layer of a stack.
@@ -62,18 +69,40 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
     return torch.tensor(power_of_two(closest) + extra)
 
 
-def alibi_bias(slopes: torch.Tensor, length: int) -> torch.Tensor:
-    """(1, H, T, T) additive scores -slope * |i - j| (a causal mask hides j > i anyway)."""
+ALIBI = ("alibi", "alibi_directional")  # the `positions` kinds with ALiBi's slopes
+# Added to a directional head's scores on its blind side: exp(-1e4) is exactly 0, and unlike
+# -inf it leaves a row finite where the seen side is all padding (a padding query's row).
+BLIND_SIDE = 1e4
+
+
+def alibi_directions(n_head: int) -> torch.Tensor:
+    """(H,) bool: which heads of directional ALiBi look right (the odd ones), so each side
+    gets a sharp and a broad slope."""
+    return torch.arange(n_head) % 2 == 1
+
+
+def alibi_bias(slopes: torch.Tensor, length: int, looks_right: torch.Tensor | None = None) -> torch.Tensor:
+    """(1, H, T, T) additive scores -slope * |i - j| (a causal mask hides j > i anyway); with
+    `looks_right` (H,) bool, directional: each head also gets -BLIND_SIDE on its other side."""
     positions = torch.arange(length, device=slopes.device)
-    distance = (positions[None, :] - positions[:, None]).abs()  # (T, T)
-    return -(slopes[:, None, None] * distance[None]).unsqueeze(0)
+    offset = positions[None, :] - positions[:, None]  # (T, T): j - i
+    bias = -(slopes[:, None, None] * offset.abs()[None])  # (H, T, T)
+    if looks_right is not None:
+        blind = torch.where(looks_right[:, None, None], offset[None] < 0, offset[None] > 0)  # (H, T, T)
+        bias = bias - BLIND_SIDE * blind
+    return bias.unsqueeze(0)
 
 
-def alibi_score_mod(slopes: torch.Tensor):
-    """FlexAttention score_mod adding `alibi_bias`'s -slope * |i - j|; `slopes` (H,)."""
+def alibi_score_mod(slopes: torch.Tensor, looks_right: torch.Tensor | None = None):
+    """FlexAttention score_mod adding `alibi_bias`'s values; `slopes` and `looks_right` (H,)."""
     def score_mod(score, b, h, q_idx, kv_idx):
         return score - slopes[h] * (q_idx - kv_idx).abs()
-    return score_mod
+
+    def directional_score_mod(score, b, h, q_idx, kv_idx):
+        blind = torch.where(looks_right[h], kv_idx < q_idx, kv_idx > q_idx)
+        return score - slopes[h] * (q_idx - kv_idx).abs() - BLIND_SIDE * blind
+
+    return score_mod if looks_right is None else directional_score_mod
 
 
 class RelativePositionBias(nn.Module):

@@ -38,8 +38,10 @@ from pretrainer.models.attention import prefix_lm_mask as prefix_lm_mask
 from pretrainer.models.attention import same_document_mask as same_document_mask
 from pretrainer.models.attention import self_attention_mask as self_attention_mask
 from pretrainer.models.positions import (
+    ALIBI,
     RelativePositionBias,
     alibi_bias,
+    alibi_directions,
     alibi_score_mod,
     alibi_slopes,
     rotary_angles,
@@ -129,8 +131,11 @@ class TransformerStack(nn.Module):
             cos, sin = rotary_angles(cfg.max_len, cfg.d_model // cfg.n_head, torch.device("cpu"))
             self.register_buffer("rotary_cos", cos, persistent=False)
             self.register_buffer("rotary_sin", sin, persistent=False)
-        if cfg.positions == "alibi":
+        if cfg.positions in ALIBI:
             self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_head), persistent=False)
+        # (H,) bool, or None: symmetric (alibi), or causal, where the mask already hides the right
+        self.alibi_looks_right = (alibi_directions(cfg.n_head) if cfg.positions == "alibi_directional"
+                                  and not causal else None)
         self.relative_bias = (RelativePositionBias(cfg.n_head, not causal, cfg.relative_buckets,
                                                    cfg.relative_max_distance)
                               if cfg.positions == "t5_relative_bias" else None)
@@ -168,7 +173,7 @@ class TransformerStack(nn.Module):
         """Built once per forward, shared by every layer: the pattern as a BlockMask and the
         position bias as a score_mod (FlexAttention), or both as one dense mask (SDPA)."""
         T = x.shape[1]
-        has_bias = self.positions in ("alibi", "t5_relative_bias")
+        has_bias = self.positions in (*ALIBI, "t5_relative_bias")
         if isinstance(mask, AttentionPattern) and self._use_flex(x, mask.needs_mask or has_bias):
             return FlexKernel(pattern_block_mask(mask, T, T, x.device), self._score_mod(T, x.dtype))
         mask, is_causal = dense_mask(mask, T) if isinstance(mask, AttentionPattern) else (mask, False)
@@ -205,16 +210,20 @@ class TransformerStack(nn.Module):
 
     def _dense_bias(self, T: int, dtype: torch.dtype) -> torch.Tensor | None:
         """The additive score bias (1, H, T, T) of ALiBi or T5's relative positions, else None."""
-        if self.positions == "alibi":
-            return alibi_bias(self.alibi_slopes, T).to(dtype)
+        if self.positions in ALIBI:
+            return alibi_bias(self.alibi_slopes, T, self._looks_right()).to(dtype)
         if self.positions == "t5_relative_bias":
             return self.relative_bias(T, T).to(dtype)
         return None
 
+    def _looks_right(self) -> torch.Tensor | None:
+        """Directional ALiBi's (H,) head directions on the slopes' device, or None."""
+        return None if self.alibi_looks_right is None else self.alibi_looks_right.to(self.alibi_slopes.device)
+
     def _score_mod(self, T: int, dtype: torch.dtype) -> ScoreMod | None:
         """The same bias as `_dense_bias`, as a FlexAttention score_mod."""
-        if self.positions == "alibi":
-            return alibi_score_mod(self.alibi_slopes)
+        if self.positions in ALIBI:
+            return alibi_score_mod(self.alibi_slopes, self._looks_right())
         if self.positions == "t5_relative_bias":
             return self.relative_bias.score_mod(T, T, dtype)
         return None
