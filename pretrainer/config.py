@@ -352,6 +352,9 @@ class TrainerConfig:
     max_steps: int | None = 1200  # budget in optimizer steps ...
     max_tokens: int | None = None  # ... or in tokens (wins over steps) ...
     max_flops: float | None = None  # ... or in training FLOPs, as `pretrainer plan` counts them (wins over both)
+    # adamw | adafactor (T5's optimizer: steps relative to each weight's RMS, no momentum; `lr` is then
+    # its relative step size, 1e-2 in T5). Group `trainer/optimizer` sets it with its lr; t5_span picks adafactor.
+    optimizer: str = "adamw"
     lr: float = 2e-3
     min_lr_ratio: float = 0.1  # the schedule decays to lr * min_lr_ratio
     warmup_steps: int | None = None  # null: warmup_ratio of the run's optimizer steps
@@ -392,6 +395,7 @@ class TrainerConfig:
         check_choice("trainer.compile_backend", self.compile_backend, ("inductor", "aot_eager", "eager"))
         check_choice("trainer.attention", self.attention, ("auto", "sdpa", "flex"))
         check_choice("trainer.parallel", self.parallel, ("ddp", "fsdp"))
+        check_choice("trainer.optimizer", self.optimizer, ("adamw", "adafactor"))
         if self.data_workers < 0:
             raise ConfigError(f"trainer.data_workers must be >= 0, got {self.data_workers}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):

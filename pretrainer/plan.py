@@ -214,7 +214,7 @@ def measure_throughput(cfg: Config, vocab: int) -> float:
     stream, autocast, compile and optimizer) on random text-like blocks, on trainer.device.
     The warm-up steps (one, two under compile: compilation, then the cached graph) are not timed."""
     from pretrainer.training.loop import PretrainingModel, Runtime, _optimizer_step, compiled
-    from pretrainer.training.optim import build_adamw
+    from pretrainer.training.optim import build_optimizer
 
     trainer = cfg.trainer
     device = resolve_device(trainer.device)
@@ -222,7 +222,7 @@ def measure_throughput(cfg: Config, vocab: int) -> float:
     body = build_body(cfg.arch, vocab)
     objective = build_objective(cfg.objective, body, planned_special_ids(cfg, vocab), vocab)
     model = PretrainingModel(body, objective).to(device)
-    optimizer = build_adamw(model, trainer.lr, trainer.weight_decay, (trainer.beta1, trainer.beta2))
+    optimizer = build_optimizer(model, trainer)
     forward_model = compiled(model, trainer)
     runtime = Runtime(device, use_bf16(trainer.precision, device), Path(), {})
     raw = objective_class(cfg.objective).raw_block_size(cfg.objective, cfg.data.block_size)

@@ -12,7 +12,7 @@ from omegaconf.errors import ValidationError
 from pretrainer.cli import CONF_DIR
 from pretrainer.config import OBJECTIVE_ARCHS, ConfigError
 
-GROUPS = ["tokenizer", "arch", "arch/size", "objective", "data", "finetune", "trainer", "logger"]
+GROUPS = ["tokenizer", "arch", "arch/size", "objective", "data", "finetune", "trainer", "trainer/optimizer", "logger"]
 REQUIRED = {"data/text_files": ["data.paths=[x.txt]"], "data/hub": ["data.name=some/dataset"],
             "finetune/files": ["finetune.train_file=train.csv", "finetune.test_file=test.csv"]}
 
@@ -95,6 +95,22 @@ def test_unknown_option_lists_valid_ones(compose_config):
     with pytest.raises(MissingConfigException) as error:
         compose_config("objective=nope")
     assert "clm" in str(error.value) and "mlm" in str(error.value)
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVE_ARCHS))
+def test_t5_span_trains_with_t5s_adafactor_and_every_other_objective_with_adamw(compose_config, objective):
+    # Under AdamW at lr 2e-3 the t5_span encoder collapsed to one shared vector (README: the embedded benchmark).
+    trainer = compose_config(f"objective={objective}", tiny=False).trainer
+    if objective == "t5_span":
+        assert (trainer.optimizer, trainer.lr, trainer.weight_decay) == ("adafactor", 1e-2, 0.0)
+    else:
+        assert (trainer.optimizer, trainer.lr) == ("adamw", 2e-3)
+
+
+def test_optimizer_choice_and_lr_on_the_command_line_win_over_the_objectives(compose_config):
+    assert compose_config("objective=t5_span", "trainer/optimizer=adamw", tiny=False).trainer.lr == 2e-3
+    assert compose_config("objective=t5_span", "trainer.lr=3e-3").trainer.lr == 3e-3
+    assert compose_config("objective=t5_span", "trainer=gpu", tiny=False).trainer.optimizer == "adafactor"
 
 
 def test_invalid_choice_names_the_valid_choices(compose_config):

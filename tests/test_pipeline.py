@@ -73,8 +73,10 @@ def test_same_seed_gives_identical_losses(compose_config, tmp_path):
     assert losses("a") == losses("b")
 
 
-def test_interrupted_run_keeps_its_checkpoint_and_resumes_exactly(compose_config, tmp_path, monkeypatch):
-    overrides = [*SMALL_DATA, "finetune=none", "trainer.max_steps=6", "trainer.eval_every=100"]
+@pytest.mark.parametrize("objective", ["mlm", "t5_span"])  # AdamW, and T5's Adafactor (no betas to put back)
+def test_interrupted_run_keeps_its_checkpoint_and_resumes_exactly(compose_config, tmp_path, monkeypatch, objective):
+    overrides = [*SMALL_DATA, "finetune=none", "trainer.max_steps=6", "trainer.eval_every=100",
+                 f"objective={objective}"]
     train(compose_config(*overrides), tmp_path / "straight")
 
     cfg = compose_config(*overrides, "trainer.checkpoint_every=3", "resume=true")

@@ -55,3 +55,23 @@ def test_flops_budget_becomes_steps_through_the_planners_count(compose_config, t
     assert budget["flops"] >= 2e10 > budget["flops"] - per_token * tokens_per_step  # one step at most over
     with pytest.raises(ValueError, match="FLOPs per token"):
         total_steps(cfg.trainer, cfg.data.block_size)
+
+
+def test_adafactor_steps_each_weight_by_lr_times_its_own_scale():
+    """T5's optimizer: a step's size follows the weight's RMS (AdamW moves every weight by about lr)."""
+    from torch import nn
+
+    from pretrainer.training.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
+    with torch.no_grad():
+        model[0].weight.mul_(10.0)  # (8, 8): RMS 10x the other's
+    before = [layer.weight.detach().clone() for layer in model]
+    optimizer = build_optimizer(model, TrainerConfig(optimizer="adafactor", lr=1e-2, weight_decay=0.0))
+    assert isinstance(optimizer, torch.optim.Adafactor)
+    model(torch.randn(4, 8)).square().sum().backward()
+    optimizer.step()
+    moved = [float((layer.weight.detach() - old).norm() / old.norm()) for layer, old in zip(model, before, strict=True)]
+    assert 0.5 < moved[0] / moved[1] < 2  # about the same relative step for both (AdamW's: about 1/10)
+    assert isinstance(build_optimizer(model, TrainerConfig()), torch.optim.AdamW)

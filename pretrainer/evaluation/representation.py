@@ -7,7 +7,8 @@ the same body at initialisation:
   at initialisation; the ALiBi encoder: 0.28 for mlm and span_mlm against 0.42). A collapsed
   one maps every token to nearly the same vector: at the demo budget ELECTRA's discriminator
   with learned positions stays at the replaced-token prior and its body reaches 0.98; T5's
-  decoder learns to ignore its encoder, which reaches 0.68-0.87.
+  decoder learns to ignore its encoder, which reaches 0.68-0.87 (under AdamW; with T5's
+  Adafactor, t5_span's optimizer now, 0.04).
 - sequence level: the mean cosine between the mean-pooled states of different held-out blocks,
   what a classifier on the pooled body starts from. Tokens can stay apart while every text
   averages to nearly the same vector. Pretraining that helps fine-tuning spreads texts apart:

@@ -34,7 +34,7 @@ from pretrainer.training.batches import BatchStream, MicroBatches, dropout_seed,
 from pretrainer.training.checkpoint import checkpoint_file, rng_state, torch_rng_state
 from pretrainer.training.device import autocast
 from pretrainer.training.distributed import World, max_across_ranks, sum_across_ranks
-from pretrainer.training.optim import build_adamw, build_schedule
+from pretrainer.training.optim import build_optimizer, build_schedule
 from pretrainer.training.parallel import data_parallel, gradient_sync, local_value
 from pretrainer.training.saver import Saver, TrainState, restore
 from pretrainer.training.signals import StopRequest
@@ -116,7 +116,7 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
     world = runtime.world
     steps = total_steps(cfg, data.train.block_size, flops_per_token, world.size)
     parallel_model = data_parallel(model, cfg.parallel, world, runtime.device)  # FSDP2 shards `model` in place
-    optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+    optimizer = build_optimizer(model, cfg)
     warmup, eval_every = cfg.warmup_for(steps), cfg.eval_interval(steps)
     if world.main:
         warn_about_schedule(steps, warmup, eval_every)

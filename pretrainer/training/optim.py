@@ -1,12 +1,16 @@
-"""AdamW with decay only on weight matrices, and warmup followed by a decay schedule."""
+"""AdamW (or T5's Adafactor) with decay only on weight matrices, and warmup followed by a decay schedule."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from pretrainer.config import TrainerConfig
 
 
 def decay_and_no_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -25,6 +29,24 @@ def build_adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[f
     decay, no_decay = decay_and_no_decay(model)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused_supported(decay + no_decay) or None)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:
+    """The pretraining optimizer `cfg.optimizer` (a TrainerConfig) names, at peak lr `cfg.lr`.
+
+    adafactor is T5's (Raffel et al. 2020; Shazeer & Stern 2018, torch.optim.Adafactor): each
+    tensor's step is `lr` x its RMS (at least 1e-3 x `lr`), from factored second moments, clipped at
+    update RMS 1, without momentum. For t5_span it matters: under AdamW every weight moves by about
+    `lr` a step whatever its scale, and the encoder, whose gradient arrives through a cross-attention
+    that starts out uniform (the same at every position), turned within ~50 steps into a generator of
+    one shared vector (token cosine 0.87-0.99); the cross-attention then saw identical keys and never
+    learned to look anywhere (its query/key weights kept their init norms), so it stayed collapsed.
+    """
+    if cfg.optimizer == "adafactor":
+        decay, no_decay = decay_and_no_decay(model)
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.Adafactor(groups, lr=cfg.lr)
+    return build_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
 
 
 def fused_supported(params: list[nn.Parameter]) -> bool:

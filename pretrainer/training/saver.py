@@ -62,7 +62,7 @@ class Saver:
         return path
 
 # Optimizer settings a checkpoint's state would override: this run's config decides them, so that
-# a change accepted on resume (`resume_allow_changes=[trainer.lr]`) takes effect.
+# a change accepted on resume (`resume_allow_changes=[trainer.lr]`) takes effect. Adafactor has no betas.
 HYPERPARAMETERS = ("initial_lr", "betas", "weight_decay")
 
 
@@ -83,7 +83,7 @@ def restore(payload: dict[str, Any], model: nn.Module, optimizer: torch.optim.Op
     """Weights, optimizer, schedule, RNG and train state from a verified checkpoint payload
     (its config and tokenizer were checked against this run's before). `model` may be sharded
     by FSDP2 and the checkpoint sharded or full, in any combination."""
-    configured = [{key: group[key] for key in HYPERPARAMETERS} for group in optimizer.param_groups]
+    configured = [{key: group[key] for key in HYPERPARAMETERS if key in group} for group in optimizer.param_groups]
     try:
         if "sharded" in payload:
             load_shards(model, optimizer, Path(payload["checkpoint_dir"]) / payload["sharded"])
