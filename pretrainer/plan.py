@@ -13,7 +13,8 @@ B x T x d x (34 + 5 x heads x T / d) bytes in 16-bit (twice that in fp32), plus 
 At `plan.gpus` = N processes a step reads N times the blocks (the global batch is
 batch_size x grad_accum x N), the wall time assumes N times one GPU's throughput (linear
 scaling: an upper bound), and the memory per GPU counts the training state — fp32 weights,
-gradients and AdamW's two moments, 16 bytes per parameter — whole on every GPU under DDP
+gradients and AdamW's two moments, 16 bytes per parameter (8 under Adafactor, whose factored
+second moments are a row and a column per matrix) — whole on every GPU under DDP
 (plus its 4-byte gradient buckets), or sharded N ways under FSDP2 plus the units gathered
 whole while they compute (the root unit — embeddings and heads — and two transformer blocks:
 the one running and the one prefetched).
@@ -94,7 +95,7 @@ def plan_experiment(cfg: Config, run_dir: Path | None = None) -> dict[str, Any]:
         "flops_per_token": per_token, "budget_kind": cfg.trainer.budget_kind, "steps": steps, "tokens": tokens,
         "total_flops": per_token * tokens,
         "activation_bytes": activation_bytes(cfg, shape, vocab),
-        "gpus": gpus, "parallel": cfg.trainer.parallel if gpus > 1 else "none",
+        "gpus": gpus, "parallel": cfg.trainer.parallel if gpus > 1 else "none", "optimizer": cfg.trainer.optimizer,
     }
     plan["state_bytes_per_gpu"] = training_state_bytes(cfg, counts, gpus)
     plan["memory_per_gpu_bytes"] = plan["state_bytes_per_gpu"] + plan["activation_bytes"]
@@ -119,7 +120,7 @@ def plan_rows(plan: dict[str, Any]) -> list[tuple[str, str]]:
         ("total training FLOPs", f"{plan['total_flops']:.3e}"),
         ("processes (GPUs)", f"{plan['gpus']} ({plan['parallel']})" if plan["gpus"] > 1 else "1"),
         ("activation memory per GPU", f"{plan['activation_bytes'] / 2**30:.2f} GiB"),
-        ("weights, gradients, AdamW per GPU", f"{plan['state_bytes_per_gpu'] / 2**30:.2f} GiB"),
+        (f"weights, gradients, {plan['optimizer']} per GPU", f"{plan['state_bytes_per_gpu'] / 2**30:.2f} GiB"),
         ("memory per GPU", f"{plan['memory_per_gpu_bytes'] / 2**30:.2f} GiB"),
         ("throughput", "—" if plan["tokens_per_s"] is None else
          f"{plan['tokens_per_s']:,.0f} tok/s ({plan['throughput_from']})"),
@@ -178,18 +179,19 @@ def activation_bytes(cfg: Config, shape: Shape, vocab: int) -> float:
 
 
 def training_state_bytes(cfg: Config, counts: dict[str, int], gpus: int) -> float:
-    """Weights, gradients and AdamW moments held by one GPU (see the module docstring)."""
+    """Weights, gradients and optimizer moments held by one GPU (see the module docstring)."""
     params = counts["params"]
+    state = 16.0 if cfg.trainer.optimizer == "adamw" else 8.0  # Adafactor's moments: ~0 bytes a parameter
     if gpus == 1:
-        return 16.0 * params
+        return state * params
     if cfg.trainer.parallel == "ddp":
-        return 20.0 * params  # + DDP's gradient buckets
+        return (state + 4.0) * params  # + DDP's gradient buckets
     arch = cfg.arch
     blocks = arch.n_layer + ((arch.n_decoder_layer or arch.n_layer) if arch.name == "encoder_decoder" else 0)
     block_params = counts["body_non_embedding_params"] / blocks
     root_params = params - counts["body_non_embedding_params"]  # embeddings and the objective's heads
     gathered = 8.0 * (root_params + 2 * block_params)  # whole weights and gradients while they compute
-    return 16.0 * params / gpus + gathered
+    return state * params / gpus + gathered
 
 
 def expected_wall_time(cfg: Config, plan: dict[str, Any]) -> dict[str, Any]:

@@ -100,3 +100,10 @@ def test_plan_at_n_gpus_divides_the_steps_and_shards_the_state_under_fsdp(compos
     assert one["params"] * 16 / 8 < fsdp["state_bytes_per_gpu"] < one["state_bytes_per_gpu"] / 2
     assert fsdp["memory_per_gpu_bytes"] == fsdp["state_bytes_per_gpu"] + fsdp["activation_bytes"]
     assert fsdp["activation_bytes"] == one["activation_bytes"]
+
+
+def test_plan_counts_adafactors_factored_moments_as_nothing(compose_config):
+    """Adafactor keeps a row and a column of second moments per matrix: weights and gradients only."""
+    budget = ["arch/size=base", "trainer.max_tokens=80000000", "plan.tokens_per_s=1000"]
+    t5 = plan_experiment(compose_config("objective=t5_span", *budget, tiny=False))
+    assert t5["optimizer"] == "adafactor" and t5["state_bytes_per_gpu"] == 8 * t5["params"]
