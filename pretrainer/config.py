@@ -341,7 +341,7 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the training step's forward (worth it on GPU; its time is in the summary)
     compile_backend: str = "inductor"  # inductor | aot_eager | eager (the last two: for debugging graph breaks)
     data_workers: int = 0  # processes collating micro-batches ahead of the step (0: in the training process)
-    parallel: str = "ddp"  # with several processes (torchrun, SLURM): ddp | fsdp (FSDP2: params, grads, AdamW sharded)
+    parallel: str = "ddp"  # with several processes (torchrun, SLURM): ddp | fsdp (FSDP2: params, grads, state sharded)
     # Attention kernel: auto (FlexAttention on CUDA where a document/prefix/padding mask or a position
     # bias would keep SDPA off its fused kernels; SDPA otherwise) | sdpa | flex
     attention: str = "auto"
@@ -352,9 +352,7 @@ class TrainerConfig:
     max_steps: int | None = 1200  # budget in optimizer steps ...
     max_tokens: int | None = None  # ... or in tokens (wins over steps) ...
     max_flops: float | None = None  # ... or in training FLOPs, as `pretrainer plan` counts them (wins over both)
-    # adamw | adafactor (T5's optimizer: steps relative to each weight's RMS, no momentum; `lr` is then
-    # its relative step size, 1e-2 in T5). Group `trainer/optimizer` sets it with its lr; t5_span picks adafactor.
-    optimizer: str = "adamw"
+    optimizer: str = "adamw"  # adamw | adafactor (T5's; `lr` is its relative step): set by group trainer/optimizer
     lr: float = 2e-3
     min_lr_ratio: float = 0.1  # the schedule decays to lr * min_lr_ratio
     warmup_steps: int | None = None  # null: warmup_ratio of the run's optimizer steps
@@ -396,6 +394,9 @@ class TrainerConfig:
         check_choice("trainer.attention", self.attention, ("auto", "sdpa", "flex"))
         check_choice("trainer.parallel", self.parallel, ("ddp", "fsdp"))
         check_choice("trainer.optimizer", self.optimizer, ("adamw", "adafactor"))
+        if self.optimizer == "adafactor" and self.parallel == "fsdp":
+            raise ConfigError("trainer.optimizer=adafactor does not run under trainer.parallel=fsdp (torch's Adafactor "
+                              "updates moments in place; FSDP2's sharded tensors refuse it): use trainer.parallel=ddp")
         if self.data_workers < 0:
             raise ConfigError(f"trainer.data_workers must be >= 0, got {self.data_workers}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):

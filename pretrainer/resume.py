@@ -65,6 +65,11 @@ def find_resume_point(cfg: Config, run_dir: Path, execution: dict[str, Any]) -> 
         # batch, compared as resolved below (blocks per optimizer step over all processes).
         changes.pop("trainer.grad_accum", None)
     changes |= execution_changes(payload, execution)
+    if "trainer.optimizer" in changes:  # its moments belong to one optimizer: no resume_allow_changes moves them
+        saved_optimizer, asked = changes["trainer.optimizer"]
+        raise ConfigError(f"resume refused: {path} was trained with trainer.optimizer={saved_optimizer} and this run "
+                          f"asks for {asked}; an optimizer's state cannot continue in another. Resume with "
+                          f"trainer/optimizer={saved_optimizer}, or start a new run")
     refused = {key: change for key, change in changes.items() if not in_groups(key, cfg.resume_allow_changes)}
     if refused:
         listed = ", ".join(f"{key} ({old!r} -> {new!r})" for key, (old, new) in refused.items())

@@ -110,7 +110,13 @@ def test_t5_span_trains_with_t5s_adafactor_and_every_other_objective_with_adamw(
 def test_optimizer_choice_and_lr_on_the_command_line_win_over_the_objectives(compose_config):
     assert compose_config("objective=t5_span", "trainer/optimizer=adamw", tiny=False).trainer.lr == 2e-3
     assert compose_config("objective=t5_span", "trainer.lr=3e-3").trainer.lr == 3e-3
-    assert compose_config("objective=t5_span", "trainer=gpu", tiny=False).trainer.optimizer == "adafactor"
+    on_gpu = compose_config("objective=t5_span", "trainer=gpu", tiny=False).trainer
+    assert (on_gpu.optimizer, on_gpu.lr) == ("adafactor", 1e-2)  # the optimizer group's lr, not trainer/gpu's 5e-4
+
+
+def test_adafactor_under_fsdp_is_refused_at_compose_time(compose_config):
+    with pytest.raises(ConfigError, match="trainer.parallel=ddp"):
+        compose_config("objective=t5_span", "trainer.parallel=fsdp")
 
 
 def test_invalid_choice_names_the_valid_choices(compose_config):

@@ -181,7 +181,8 @@ def test_every_variant_builds_runs_forward_and_backward(name, fields):
         assert not any(name.endswith("bias") for name, _ in model.named_parameters())
 
 
-@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary", "alibi", "t5_relative_bias"])
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary", "alibi", "alibi_directional",
+                                       "t5_relative_bias"])
 def test_causal_output_at_t_ignores_later_tokens_for_every_position_kind(positions):
     decoder = variant("decoder", positions=positions).eval()
     ids = torch.randint(5, VOCAB, (1, 12))
@@ -193,7 +194,7 @@ def test_causal_output_at_t_ignores_later_tokens_for_every_position_kind(positio
     assert torch.allclose(seq2seq.decode(ids, memory)[:, :7], seq2seq.decode(changed, memory)[:, :7], atol=1e-6)
 
 
-@pytest.mark.parametrize("positions", ["rotary", "alibi", "t5_relative_bias", "sinusoidal"])
+@pytest.mark.parametrize("positions", ["rotary", "alibi", "alibi_directional", "t5_relative_bias", "sinusoidal"])
 def test_relative_and_sinusoidal_positions_run_beyond_the_training_length(positions):
     model = variant("decoder", positions=positions).eval()
     long = torch.randint(5, VOCAB, (1, 40))  # max_len is 16
@@ -232,6 +233,22 @@ def test_directional_alibi_in_a_causal_stack_is_plain_alibi():
     ids = torch.randint(5, VOCAB, (2, 12))
     torch.testing.assert_close(variant("decoder", positions="alibi_directional").eval()(ids),
                                variant("decoder", positions="alibi").eval()(ids))
+    seq2seq = variant("encoder_decoder", positions="alibi_directional")
+    assert seq2seq.encoder.alibi_looks_right.tolist() == [False, True, False, True]
+    assert seq2seq.decoder.alibi_looks_right is None
+
+
+def test_a_single_directional_head_stays_symmetric_and_sees_both_sides():
+    """ELECTRA's generator has one head at the tiny size: looking one way only, it could not
+    fill a masked token from its right."""
+    torch.manual_seed(0)
+    cfg = ArchConfig(n_layer=1, d_model=32, n_head=1, d_ff=48, max_len=16, positions="alibi_directional")
+    encoder = build_body(cfg, VOCAB).eval()
+    assert encoder.stack.alibi_looks_right is None
+    ids = torch.randint(5, VOCAB, (1, 10))
+    changed = ids.clone()
+    changed[0, 6:] = (ids[0, 6:] + 1 - 5) % (VOCAB - 5) + 5  # other tokens right of position 3
+    assert not torch.allclose(encoder(ids)[0, 3], encoder(changed)[0, 3], atol=1e-4)
 
 
 def test_t5_relative_buckets_follow_t5():

@@ -11,8 +11,9 @@
   split Press suggests for encoders (attention_with_linear_biases issue #5). Symmetric
   ALiBi alone cannot tell left from right: with nothing else marking position, reversing
   the input reverses the outputs, so a subject and an object at the same distance from
-  their verb look alike. In a causal stack the causal mask already hides the right, and
-  directional ALiBi is plain ALiBi;
+  their verb look alike. In a causal stack (a decoder's, prefix_lm's too: its prefix stays
+  symmetric) the causal mask already hides the right, and directional ALiBi is plain ALiBi,
+  as it is for a single head;
 - T5 relative bias (Raffel et al. 2020): a learned scalar per head and bucket of
   relative distance (exact below half the buckets, logarithmic up to a max distance),
   added to the scores of every layer of a stack.
@@ -75,10 +76,11 @@ ALIBI = ("alibi", "alibi_directional")  # the `positions` kinds with ALiBi's slo
 BLIND_SIDE = 1e4
 
 
-def alibi_directions(n_head: int) -> torch.Tensor:
+def alibi_directions(n_head: int) -> torch.Tensor | None:
     """(H,) bool: which heads of directional ALiBi look right (the odd ones), so each side
-    gets a sharp and a broad slope."""
-    return torch.arange(n_head) % 2 == 1
+    gets a sharp and a broad slope; None (symmetric) for a single head, which has no partner
+    to see the other side (ELECTRA's generator at the tiny and mini sizes)."""
+    return torch.arange(n_head) % 2 == 1 if n_head > 1 else None
 
 
 def alibi_bias(slopes: torch.Tensor, length: int, looks_right: torch.Tensor | None = None) -> torch.Tensor:

@@ -113,7 +113,8 @@ class Block(nn.Module):
 class TransformerStack(nn.Module):
     """Embedded tokens (B, T, C) -> hidden states (B, T, C): positions, blocks, final norm.
 
-    `causal` matters only to position biases that differ by direction (T5's buckets);
+    `causal` matters only to position biases that differ by direction (T5's buckets; directional
+    ALiBi, plain in a causal stack);
     the attention pattern itself comes from the caller. `attention_backend` ("auto", "sdpa",
     "flex"; see `pretrainer.models.attention`) picks the kernel.
     """
@@ -134,8 +135,9 @@ class TransformerStack(nn.Module):
         if cfg.positions in ALIBI:
             self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_head), persistent=False)
         # (H,) bool, or None: symmetric (alibi), or causal, where the mask already hides the right
-        self.alibi_looks_right = (alibi_directions(cfg.n_head) if cfg.positions == "alibi_directional"
-                                  and not causal else None)
+        directional = cfg.positions == "alibi_directional" and not causal
+        self.register_buffer("alibi_looks_right", alibi_directions(cfg.n_head) if directional else None,
+                             persistent=False)
         self.relative_bias = (RelativePositionBias(cfg.n_head, not causal, cfg.relative_buckets,
                                                    cfg.relative_max_distance)
                               if cfg.positions == "t5_relative_bias" else None)
@@ -211,19 +213,15 @@ class TransformerStack(nn.Module):
     def _dense_bias(self, T: int, dtype: torch.dtype) -> torch.Tensor | None:
         """The additive score bias (1, H, T, T) of ALiBi or T5's relative positions, else None."""
         if self.positions in ALIBI:
-            return alibi_bias(self.alibi_slopes, T, self._looks_right()).to(dtype)
+            return alibi_bias(self.alibi_slopes, T, self.alibi_looks_right).to(dtype)
         if self.positions == "t5_relative_bias":
             return self.relative_bias(T, T).to(dtype)
         return None
 
-    def _looks_right(self) -> torch.Tensor | None:
-        """Directional ALiBi's (H,) head directions on the slopes' device, or None."""
-        return None if self.alibi_looks_right is None else self.alibi_looks_right.to(self.alibi_slopes.device)
-
     def _score_mod(self, T: int, dtype: torch.dtype) -> ScoreMod | None:
         """The same bias as `_dense_bias`, as a FlexAttention score_mod."""
         if self.positions in ALIBI:
-            return alibi_score_mod(self.alibi_slopes, self._looks_right())
+            return alibi_score_mod(self.alibi_slopes, self.alibi_looks_right)
         if self.positions == "t5_relative_bias":
             return self.relative_bias.score_mod(T, T, dtype)
         return None

@@ -4,7 +4,8 @@ clip -> finite check -> step -> lr -> log.
 Micro-batches come from a `BatchStream` (built ahead of the step, in worker processes when
 `trainer.data_workers` > 0). The step keeps its values on the device: the one host sync
 per optimizer step is the finite check of the loss and gradient norm (needed before the
-optimizer may step); losses reach the host at log steps only.
+optimizer may step; Adafactor, t5_span's optimizer, adds its own per-tensor norm reads);
+losses reach the host at log steps only.
 
 Faults it handles: SIGINT/SIGTERM (save between steps, raise `Interrupted`), a non-finite
 loss or gradient norm (`trainer.nonfinite`: fail saves the last good state and raises

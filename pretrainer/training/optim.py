@@ -25,27 +25,30 @@ def decay_and_no_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Pa
     return decay, no_decay
 
 
-def build_adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay on Linear weights (`decay_and_no_decay`), none on the rest."""
     decay, no_decay = decay_and_no_decay(model)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused_supported(decay + no_decay) or None)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+    groups = parameter_groups(model, weight_decay)
+    params = [param for group in groups for param in group["params"]]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused_supported(params) or None)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:
     """The pretraining optimizer `cfg.optimizer` (a TrainerConfig) names, at peak lr `cfg.lr`.
 
-    adafactor is T5's (Raffel et al. 2020; Shazeer & Stern 2018, torch.optim.Adafactor): each
-    tensor's step is `lr` x its RMS (at least 1e-3 x `lr`), from factored second moments, clipped at
-    update RMS 1, without momentum. For t5_span it matters: under AdamW every weight moves by about
-    `lr` a step whatever its scale, and the encoder, whose gradient arrives through a cross-attention
-    that starts out uniform (the same at every position), turned within ~50 steps into a generator of
-    one shared vector (token cosine 0.87-0.99); the cross-attention then saw identical keys and never
-    learned to look anywhere (its query/key weights kept their init norms), so it stayed collapsed.
+    adafactor is T5's (Shazeer & Stern 2018; torch.optim.Adafactor): each tensor's step is `lr` x
+    its RMS (at least 1e-3 x `lr`), from factored second moments, the update clipped at RMS 1, no
+    momentum; torch also caps the step at 1/sqrt(step), T5's decay, which binds after 10k steps at
+    lr 1e-2. AdamW moves every weight by about `lr` whatever its scale, which collapsed t5_span's
+    encoder (the README's benchmark section). Adafactor reads each tensor's norm on the host: a sync
+    per parameter and step.
     """
     if cfg.optimizer == "adafactor":
-        decay, no_decay = decay_and_no_decay(model)
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.Adafactor(groups, lr=cfg.lr)
+        return torch.optim.Adafactor(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
     return build_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
 
 

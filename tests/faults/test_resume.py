@@ -74,6 +74,15 @@ def test_a_change_that_cannot_alter_results_needs_no_permission(run_cli, copy_of
     assert result.code == 0, result.stderr[-2000:]
 
 
+def test_another_optimizer_is_refused_even_when_allowed(run_cli, copy_of):
+    """AdamW's moments cannot continue as Adafactor's: loading them would crash at the first step."""
+    before = snapshot(copy_of)
+    result = run_cli("train", *RUN, "trainer/optimizer=adafactor", "resume=true",
+                     "resume_allow_changes=[trainer]", f"hydra.run.dir={copy_of}")
+    assert_one_line_error(result, 2, "resume refused", "trainer.optimizer=adamw", "trainer/optimizer=adamw")
+    assert snapshot(copy_of) == before
+
+
 def test_an_allowed_change_is_an_amendment_not_a_rewrite(run_cli, copy_of):
     result = run_cli("train", *RUN, "trainer.max_steps=10", "resume=true",
                      "resume_allow_changes=[trainer.max_steps]", f"hydra.run.dir={copy_of}")
