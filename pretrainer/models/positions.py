@@ -98,13 +98,12 @@ def alibi_bias(slopes: torch.Tensor, length: int, looks_right: torch.Tensor | No
 def alibi_score_mod(slopes: torch.Tensor, looks_right: torch.Tensor | None = None):
     """FlexAttention score_mod adding `alibi_bias`'s values; `slopes` and `looks_right` (H,)."""
     def score_mod(score, b, h, q_idx, kv_idx):
-        return score - slopes[h] * (q_idx - kv_idx).abs()
+        score = score - slopes[h] * (q_idx - kv_idx).abs()
+        if looks_right is None:  # decided when the kernel is traced, not per score
+            return score
+        return score - BLIND_SIDE * torch.where(looks_right[h], kv_idx < q_idx, kv_idx > q_idx)
 
-    def directional_score_mod(score, b, h, q_idx, kv_idx):
-        blind = torch.where(looks_right[h], kv_idx < q_idx, kv_idx > q_idx)
-        return score - slopes[h] * (q_idx - kv_idx).abs() - BLIND_SIDE * blind
-
-    return score_mod if looks_right is None else directional_score_mod
+    return score_mod
 
 
 class RelativePositionBias(nn.Module):
