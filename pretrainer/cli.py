@@ -32,7 +32,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pretrainer.cli_common import fail, run_dir_parser
+from pretrainer.cli_common import check_optimizer_group, fail, run_dir_parser
 from pretrainer.cli_models import export_command, fill_mask_command, generate_command
 from pretrainer.cli_sweeps import (
     check_override_keys,
@@ -91,6 +91,8 @@ def to_config(cfg: DictConfig) -> Config:
     if cfg.get("run_name") is None and HydraConfig.initialized():
         overrides = HydraConfig.get().job.override_dirname
         OmegaConf.update(cfg, "run_name", overrides or "default", force_add=True)
+    if HydraConfig.initialized():
+        check_optimizer_group(cfg.trainer.optimizer, HydraConfig.get().runtime.choices)
     typed = OmegaConf.to_object(cfg)
     reject_unknown_fields(typed)
     return typed

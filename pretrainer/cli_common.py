@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -26,3 +27,14 @@ def fail(error: Exception, command: str | None = None) -> NoReturn:
     kind = "config error: " if type(error) is ConfigError else ""  # subclasses (file errors) say what they are
     print(f"pretrainer{' ' + command if command else ''}: {kind}{error}", file=sys.stderr)
     raise SystemExit(getattr(error, "exit_code", 2)) from None
+
+
+def check_optimizer_group(optimizer: str, choices: Mapping[str, str | None]) -> None:
+    """Refuse `trainer.optimizer` given as a key against the `trainer/optimizer` group Hydra
+    chose (`choices`: its runtime choices): the group's other settings would stay with the
+    wrong optimizer (`objective=t5_span trainer.optimizer=adamw`: AdamW at Adafactor's lr 1e-2)."""
+    group = choices.get("trainer/optimizer")
+    if group is not None and group != optimizer:
+        raise ConfigError(f"trainer.optimizer={optimizer} was set as a key, but the trainer/optimizer group is "
+                          f"{group}, whose lr and weight_decay would stay; choose the group: "
+                          f"trainer/optimizer={optimizer}")

@@ -117,3 +117,12 @@ def test_a_sweep_whose_config_does_not_compose_is_one_line(capsys):
     assert invoke_cli("plan", "-m", "trainer=gpux", "seed=0,1") == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Could not find 'trainer/gpux'" in err and "Traceback" not in err
+
+
+def test_an_optimizer_set_as_a_key_against_its_group_is_refused_with_the_group_to_use(capsys):
+    # The key alone would leave the adafactor group's lr 1e-2 and weight_decay 0 on AdamW.
+    assert invoke_cli("plan", "objective=t5_span", "trainer.optimizer=adamw") == 2
+    err = capsys.readouterr().err
+    assert "group is adafactor" in err and "trainer/optimizer=adamw" in err and "Traceback" not in err
+    assert invoke_cli("plan", "objective=t5_span", "trainer/optimizer=adamw") == 0
+    assert invoke_cli("plan", "objective=mlm", "trainer.optimizer=adamw") == 0  # the key agrees with the group
