@@ -91,8 +91,6 @@ def to_config(cfg: DictConfig) -> Config:
     if cfg.get("run_name") is None and HydraConfig.initialized():
         overrides = HydraConfig.get().job.override_dirname
         OmegaConf.update(cfg, "run_name", overrides or "default", force_add=True)
-    if HydraConfig.initialized():
-        check_optimizer_group(cfg.trainer.optimizer, HydraConfig.get().runtime.choices)
     typed = OmegaConf.to_object(cfg)
     reject_unknown_fields(typed)
     return typed
@@ -166,6 +164,7 @@ def run_job(command: Command, cfg: DictConfig) -> None:
     try:
         record = hydra_record(run_dir, hydra_cfg.output_subdir) if _record_keeper() else contextlib.nullcontext(False)
         with record as fresh:
+            check_optimizer_group(cfg.trainer.optimizer, hydra_cfg.runtime.choices)  # this job's own choices
             typed = to_config(cfg)
             if hydra_cfg.mode == RunMode.MULTIRUN:
                 summary = _run_sweep_job(command, _as_sweep_job(typed, hydra_cfg), run_dir)

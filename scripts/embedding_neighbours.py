@@ -7,6 +7,12 @@ share whose nearest neighbour (cosine, after removing the mean embedding) has th
 topic; the same for polarity words (positive / negative). Chance is about 1/8 for topics
 and 1/2 for polarity; a random init scores chance. This is what the README's benchmark
 section means by "the body learned the topic clusters".
+
+Grammatical number is not a cluster (a noun's nearest neighbour is its other form), so it
+gets a linear probe instead: the cross-validated accuracy of a logistic regression telling
+singular from plural nouns, both forms of a noun always in the same fold. Chance is 1/2.
+A body without it cannot learn subject-verb agreement: at the demo budget the untied
+symmetric MLM scored 0.67 and agreement 0.52, the decoder 1.00 and 0.90.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import sys
 
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, cross_val_score
 from tokenizers import Tokenizer
 
 from pretrainer.data.synthetic.grammar import tables
@@ -44,6 +52,32 @@ def single_token_words(tokenizer: Tokenizer, groups: list[list[str]]) -> tuple[l
     return ids, labels
 
 
+def number_probe(embedding: torch.Tensor, singular_ids: list[int], plural_ids: list[int], folds: int = 5) -> float:
+    """Cross-validated accuracy of a linear probe telling the rows `singular_ids` of `embedding`
+    (V, C) from `plural_ids` (the same nouns, in order), each noun's two forms in one fold."""
+    rows = embedding[singular_ids + plural_ids].float().numpy()
+    labels = [0] * len(singular_ids) + [1] * len(plural_ids)
+    nouns = list(range(len(singular_ids))) * 2
+    probe = LogisticRegression(max_iter=2000)
+    return float(cross_val_score(probe, rows, labels, groups=nouns, cv=GroupKFold(folds)).mean())
+
+
+def noun_forms(tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
+    """(singular ids, plural ids) of the lexicon's nouns with two distinct forms, each kept whole."""
+    t, pairs = tables(), set()
+    for vocab in (*t.topics, t.general):
+        pairs |= {(forms[0], forms[1]) for pool in (vocab.agents, vocab.things) for forms in pool.items
+                  if forms[0] != forms[1]}
+    singular, plural = [], []
+    for forms in sorted(pairs):
+        encoded = [tokenizer.encode(form, add_special_tokens=False) for form in forms]
+        # whole: one token spelling the word (not [UNK]; BPE and Unigram mark a word start with Ġ or ▁)
+        if all(len(e.ids) == 1 and e.tokens[0].lstrip("Ġ▁") == form for e, form in zip(encoded, forms, strict=True)):
+            singular.append(encoded[0].ids[0])
+            plural.append(encoded[1].ids[0])
+    return singular, plural
+
+
 def word_groups() -> dict[str, list[list[str]]]:
     t = tables()
     topics = [[forms[0] for pool in (v.agents, v.things) for forms in pool.items] for v in t.topics]
@@ -71,7 +105,9 @@ def print_agreement(init: str) -> None:
     for name, groups in word_groups().items():
         ids, labels = single_token_words(tokenizer, groups)
         scores.append(f"{name} {neighbour_agreement(embedding, ids, labels):.3f} ({len(ids)} words)")
-    print(f"{run_dir}: nearest neighbour shares the class: " + ", ".join(scores))
+    singular, plural = noun_forms(tokenizer)
+    print(f"{run_dir}: nearest neighbour shares the class: " + ", ".join(scores) +
+          f"; noun number, linear probe: {number_probe(embedding, singular, plural):.3f} ({len(singular)} nouns)")
 
 
 if __name__ == "__main__":

@@ -47,3 +47,26 @@ def test_seed_table_never_pools_different_configurations(tmp_path, capsys):
     mlm, clm = captured.out.split("## objective=mlm")[1].split("## objective=clm")
     assert "2 runs" in mlm and "| topic | 0.500 | 0.800 ± 0.141 |" in mlm  # the two mlm seeds, not the clm run
     assert "1 runs" in clm and "| topic | 0.500 | 0.600 ± 0.000 |" in clm
+
+
+def test_number_probe_reads_a_number_direction_and_not_noise():
+    probe = load_script("embedding_neighbours").number_probe
+    generator = torch.Generator().manual_seed(0)
+    nouns = torch.randn(100, 32, generator=generator)  # one vector per noun; its two forms differ by number
+    direction = torch.randn(32, generator=generator)
+    embedding = torch.cat([nouns - 0.5 * direction, nouns + 0.5 * direction,
+                           torch.randn(200, 32, generator=generator)])
+    singular, plural = list(range(100)), list(range(100, 200))
+    assert probe(embedding, singular, plural) > 0.95
+    assert abs(probe(embedding, list(range(200, 300)), list(range(300, 400))) - 0.5) < 0.1  # random rows: chance
+
+
+def test_noun_forms_pair_each_singular_with_its_plural():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, "chef": 1, "chefs": 2, "soup": 3, "soups": 4}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    # Every other noun of the lexicon is one [UNK] token here: not a whole word, so not counted.
+    singular, plural = load_script("embedding_neighbours").noun_forms(tokenizer)
+    assert sorted(zip(singular, plural, strict=True)) == [(1, 2), (3, 4)]
