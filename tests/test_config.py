@@ -178,8 +178,9 @@ def test_every_preset_experiment_composes_with_its_sweep(experiment):
         assert cfg.objective.name == "mlm" and cfg.finetune.scratch_baseline
     else:
         assert "seed" in params and len(params) >= 2  # a sweep over seeds and the question's choices
-    if experiment == "alibi_directions":  # the measured setting: 3x the demo's steps, both ALiBi kinds
-        assert params["arch.positions"] == "alibi,alibi_directional" and cfg.trainer.max_steps == 3600
+    if experiment == "alibi_directions":  # the measured setting: the demo's steps, both ALiBi kinds, tied or not
+        assert params["arch.positions"] == "alibi,alibi_directional" and cfg.trainer.max_steps == 1200
+        assert params["arch.tie_embeddings"] == "false,true"
     if experiment == "layernorm":
         assert cfg.objective.name == "clm" and cfg.arch.name == "decoder"
 
