@@ -1,6 +1,7 @@
 """What every `pretrainer` command shares, kept apart from cli.py so that the command modules
-(cli_models) use it without importing the CLI back: one-line user errors and the parser of the
-commands that take a run dir."""
+(cli_models) use it without importing the CLI back: one-line user errors, the parser of the
+commands that take a run dir, and the check of a Hydra job's optimizer group (plain mappings in,
+no Hydra import)."""
 
 from __future__ import annotations
 

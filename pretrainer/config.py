@@ -75,6 +75,7 @@ class TokenizerConfig:
 
 ARCH_NAMES = ("encoder", "decoder", "encoder_decoder")
 POSITIONS = ("learned", "sinusoidal", "rotary", "alibi", "alibi_directional", "t5_relative_bias")
+OPTIMIZERS = ("adamw", "adafactor")
 
 
 @dataclass
@@ -393,7 +394,7 @@ class TrainerConfig:
         check_choice("trainer.compile_backend", self.compile_backend, ("inductor", "aot_eager", "eager"))
         check_choice("trainer.attention", self.attention, ("auto", "sdpa", "flex"))
         check_choice("trainer.parallel", self.parallel, ("ddp", "fsdp"))
-        check_choice("trainer.optimizer", self.optimizer, ("adamw", "adafactor"))
+        check_choice("trainer.optimizer", self.optimizer, OPTIMIZERS)
         if self.optimizer == "adafactor" and self.parallel == "fsdp":
             raise ConfigError("trainer.optimizer=adafactor does not run under trainer.parallel=fsdp (torch's Adafactor "
                               "updates moments in place; FSDP2's sharded tensors refuse it): use trainer.parallel=ddp")

@@ -40,14 +40,20 @@ def neighbour_agreement(embedding: torch.Tensor, word_ids: list[int], labels: li
     return float((label[similarity.argmax(1)] == label).float().mean())
 
 
+def whole_word_id(tokenizer: Tokenizer, word: str) -> int | None:
+    """The id of the one token that spells `word`, or None: split into pieces, or [UNK] (BPE and
+    Unigram mark a word start with Ġ or ▁)."""
+    encoded = tokenizer.encode(word, add_special_tokens=False)
+    return encoded.ids[0] if len(encoded.ids) == 1 and encoded.tokens[0].lstrip("Ġ▁") == word else None
+
+
 def single_token_words(tokenizer: Tokenizer, groups: list[list[str]]) -> tuple[list[int], list[int]]:
-    """(token ids, group index) of the words that the tokenizer keeps as one token."""
+    """(token ids, group index) of the words that the tokenizer keeps whole (`whole_word_id`)."""
     ids, labels = [], []
     for label, words in enumerate(groups):
         for word in words:
-            pieces = tokenizer.encode(word, add_special_tokens=False).ids
-            if len(pieces) == 1:
-                ids.append(pieces[0])
+            if (token := whole_word_id(tokenizer, word)) is not None:
+                ids.append(token)
                 labels.append(label)
     return ids, labels
 
@@ -70,11 +76,10 @@ def noun_forms(tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
                   if forms[0] != forms[1]}
     singular, plural = [], []
     for forms in sorted(pairs):
-        encoded = [tokenizer.encode(form, add_special_tokens=False) for form in forms]
-        # whole: one token spelling the word (not [UNK]; BPE and Unigram mark a word start with Ġ or ▁)
-        if all(len(e.ids) == 1 and e.tokens[0].lstrip("Ġ▁") == form for e, form in zip(encoded, forms, strict=True)):
-            singular.append(encoded[0].ids[0])
-            plural.append(encoded[1].ids[0])
+        ids = [whole_word_id(tokenizer, form) for form in forms]
+        if None not in ids:
+            singular.append(ids[0])
+            plural.append(ids[1])
     return singular, plural
 
 
