@@ -34,6 +34,10 @@ class ZeroShotConfig:
     suite: str = "auto"
     per_phenomenon: int = 200  # embedded pairs per phenomenon
     blimp_files: list[str] = field(default_factory=list)  # BLiMP-format JSONL files (or dirs of them) to score too
+    # > 0: also score the pairs every this many pretraining steps, a curve of when the model
+    # learns each phenomenon (summary.json's zero_shot.curve, the report's zero_shot_curve.png).
+    # Each point costs one scoring pass (~1-6 s on a CPU for the embedded suite). 0: after pretraining only.
+    every: int = 0
 
     def __post_init__(self) -> None:
         if self.suite not in ZERO_SHOT_SUITES:
@@ -41,3 +45,5 @@ class ZeroShotConfig:
                               f"{', '.join(ZERO_SHOT_SUITES)}")
         if self.per_phenomenon < 1:
             raise ConfigError(f"zero_shot.per_phenomenon must be positive, got {self.per_phenomenon}")
+        if self.every < 0:
+            raise ConfigError(f"zero_shot.every must be >= 0 (0: score after pretraining only), got {self.every}")

@@ -21,7 +21,7 @@ from pretrainer.data.blocks import PackedCorpus, load_or_pack
 from pretrainer.data.sources import open_corpus
 from pretrainer.errors import ConfigError, DivergenceError
 from pretrainer.evaluation.representation import check_pretrained_body
-from pretrainer.evaluation.run import zero_shot_results
+from pretrainer.evaluation.run import check_zero_shot_curve, zero_shot_curve, zero_shot_probe, zero_shot_results
 from pretrainer.finetune.recipe import FinetuneContext
 from pretrainer.finetune.run import body_inits, finetune_all, finetune_extras
 from pretrainer.finetune.scratch_cache import ScratchCache
@@ -100,6 +100,7 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
     with main_process_first():  # rank 0 sets a bad checkpoint aside before the others look
         resume_point = find_resume_point(cfg, run_dir, execution)
     tasks = load_tasks(cfg.finetune)
+    check_zero_shot_curve(cfg, world.distributed)
     corpus = open_corpus(cfg.data)
     new_corpus = resume_point is not None and corpus_changed(resume_point, corpus.fingerprint,
                                                              cfg.resume_allow_changes)
@@ -142,7 +143,8 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
                   "data_fingerprint": corpus.fingerprint, "execution": execution}
         runtime = Runtime(device, bf16, run_dir / "checkpoints", extras, stop,
                           resume_from=resume_point.payload if resume_point else None, halt_at_step=halt_at_step,
-                          tokens_per_block=cfg.data.block_size, world=world)
+                          tokens_per_block=cfg.data.block_size, world=world,
+                          probe=zero_shot_probe(cfg, tokenizer, device))
         # The planner's count of training FLOPs per token: a FLOPs budget becomes steps through it.
         flops_per_token = model_cost(cfg, tokenizer.get_vocab_size())[1]
         pretrain_clock = Stopwatch()
@@ -180,6 +182,8 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
         summary["pretrain"]["representation"] = representation
         if zero_shot is not None:
             summary["zero_shot"] = zero_shot
+            if cfg.zero_shot.every:
+                zero_shot["curve"] = zero_shot_curve(state.probes, zero_shot, state.step, state.tokens_seen)
         summary["wall_time_s"] = clock.elapsed()
         summary.update(finetune_extras(cfg.finetune, results))
         write_summary(run_dir, summary, logger)

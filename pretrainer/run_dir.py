@@ -17,7 +17,7 @@ from pretrainer.errors import RunDirError
 from pretrainer.hashing import write_text_atomic
 
 LOCK_FILE = ".lock"
-PRETRAIN_PHASES = ("pretrain", "pretrain_eval")
+PRETRAIN_PHASES = ("pretrain", "pretrain_eval", "zero_shot")  # zero_shot: points of zero_shot.every
 
 
 @contextmanager

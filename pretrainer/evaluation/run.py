@@ -19,6 +19,9 @@ from pretrainer.loggers import RunLogger, Stopwatch, info, print_key_values, war
 from pretrainer.run_dir import hold_run_dir
 from pretrainer.tokenization import SpecialIds
 from pretrainer.training.device import resolve_device
+from pretrainer.training.loop import Probe
+
+CURVE_PHASE = "zero_shot"  # metrics.jsonl's phase of the points zero_shot.every scores during pretraining
 
 
 def zero_shot_results(cfg: Config, model: torch.nn.Module, tokenizer: Tokenizer,
@@ -32,6 +35,42 @@ def zero_shot_results(cfg: Config, model: torch.nn.Module, tokenizer: Tokenizer,
     results["wall_time_s"] = clock.elapsed()
     print_zero_shot(results)
     return results
+
+
+def check_zero_shot_curve(cfg: Config, distributed: bool) -> None:
+    """zero_shot.every needs pairs to score and a model one process holds whole."""
+    if not cfg.zero_shot.every:
+        return
+    if distributed and cfg.trainer.parallel == "fsdp":
+        raise ConfigError("zero_shot.every scores the whole model on rank 0 during pretraining, which "
+                          "trainer.parallel=fsdp shards over the processes: use trainer.parallel=ddp, or "
+                          "zero_shot.every=0 (the pairs are still scored once pretraining ends)")
+    if not pair_suite(cfg.zero_shot, cfg.data.source, cfg.data.seed):
+        raise ConfigError(f"zero_shot.every={cfg.zero_shot.every} but there are no minimal pairs to score: "
+                          "give zero_shot.blimp_files=[...] or zero_shot.suite=synthetic")
+
+
+def zero_shot_probe(cfg: Config, tokenizer: Tokenizer, device: torch.device) -> Probe | None:
+    """The minimal pairs scored every zero_shot.every pretraining steps (None when 0)."""
+    if not cfg.zero_shot.every:
+        return None
+    suite, special = pair_suite(cfg.zero_shot, cfg.data.source, cfg.data.seed), SpecialIds.of(tokenizer)
+
+    def measure(model: torch.nn.Module) -> dict[str, float]:
+        results = pair_accuracies(scorer_for(model, special), tokenizer, suite, device)
+        return {**results["phenomena"], "mean": results["mean"]}
+
+    return Probe(cfg.zero_shot.every, CURVE_PHASE, measure)
+
+
+def zero_shot_curve(probes: list[dict[str, Any]], final: dict[str, Any], step: int,
+                    tokens: int) -> list[dict[str, Any]]:
+    """summary.json's zero_shot.curve: the points scored during pretraining, then the final
+    results at the last step, each {"step", "tokens", "phenomena", "mean"}."""
+    points = [{"step": point["step"], "tokens": point["tokens"],
+               "phenomena": {k: v for k, v in point["values"].items() if k != "mean"},
+               "mean": point["values"].get("mean")} for point in probes if point["step"] < step]
+    return [*points, {"step": step, "tokens": tokens, "phenomena": final["phenomena"], "mean": final["mean"]}]
 
 
 def print_zero_shot(results: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from pretrainer.report import loss_curves, zero_shot
 from pretrainer.report.runs import Configuration
 
 TRAIN_SIZE_KEY = "finetune.train_size"
-PLOT_FILES = ("loss.png", "downstream.png", "learning_curve.png", "zero_shot.png")
+PLOT_FILES = ("loss.png", "downstream.png", "learning_curve.png", "zero_shot.png", "zero_shot_curve.png")
 RETIRED_PLOT_FILES = ("eval_loss.png",)  # written by earlier versions; loss.png replaced it
 
 
@@ -37,7 +37,8 @@ def write_plots(configs: list[Configuration], tasks: dict[str, str], varying: li
     plots = {"loss.png": lambda path: plot_loss(configs, path),
              "downstream.png": lambda path: plot_downstream(configs, tasks, varying, path),
              "learning_curve.png": lambda path: plot_learning_curve(configs, tasks, varying, path),
-             "zero_shot.png": lambda path: plot_zero_shot(configs, varying, path)}
+             "zero_shot.png": lambda path: plot_zero_shot(configs, varying, path),
+             "zero_shot_curve.png": lambda path: plot_zero_shot_curve(configs, path)}
     for name, plot in plots.items():
         path = out_dir / name
         skipped = plot(path)
@@ -240,6 +241,34 @@ def plot_zero_shot(configs: list[Configuration], varying: list[str], path: Path)
                         ha="right", fontsize="small")
         axes.set(title=name, ylabel="zero-shot accuracy", xlabel=" ".join(varying))
     grid[0].legend(fontsize="small")
+    _save(figure, path)
+    return None
+
+
+def plot_zero_shot_curve(configs: list[Configuration], path: Path) -> str | None:
+    """Per phenomenon: accuracy against tokens seen, one line per configuration (mean over its
+    runs, a ±std band), from the points zero_shot.every scored during pretraining; chance at 0.5."""
+    names = [name for name in zero_shot.phenomena(configs)
+             if any(zero_shot.curve(config, name) for config in configs)]
+    if not names:
+        return "no zero-shot curves (zero_shot.every=0: the pairs were scored after pretraining only)"
+    figure, grid = _grid(len(names))
+    for axes, name in zip(grid, names, strict=True):
+        for config in configs:
+            points = zero_shot.curve(config, name)
+            if points:
+                tokens, means, stds = zip(*points, strict=True)
+                axes.plot(tokens, means, marker="o", markersize=3, color=_color(config), label=_short(config))
+                axes.fill_between(tokens, [m - s for m, s in zip(means, stds, strict=True)],
+                                  [m + s for m, s in zip(means, stds, strict=True)],
+                                  color=_color(config), alpha=0.15, linewidth=0)
+        axes.axhline(zero_shot.CHANCE, color="gray", linestyle=":", label="chance")
+        axes.set_ylim(0.0, 1.0)
+        axes.xaxis.set_major_formatter(EngFormatter())
+        axes.set(title=name, xlabel="pretraining tokens seen", ylabel="zero-shot accuracy")
+        axes.grid(alpha=0.3)
+    grid[0].legend(fontsize="small")
+    figure.suptitle("Zero-shot minimal pairs during pretraining: mean over each configuration's runs (band: ± std)")
     _save(figure, path)
     return None
 

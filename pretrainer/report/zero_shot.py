@@ -1,5 +1,7 @@
 """The zero-shot minimal-pair accuracies in the report: one table row per configuration
-(mean ± std over its runs, per phenomenon) and CSV columns; `plots.plot_zero_shot` draws them."""
+(mean ± std over its runs, per phenomenon) and CSV columns; `plots.plot_zero_shot` draws them,
+and `plots.plot_zero_shot_curve` the curves of runs that scored them during pretraining
+(zero_shot.every)."""
 
 from __future__ import annotations
 
@@ -56,3 +58,25 @@ def csv_columns(config: Configuration, names: list[str]) -> dict[str, Any]:
         mean, std = mean_std(accuracies(config, name))
         columns |= {f"zero_shot_{name}_mean": mean, f"zero_shot_{name}_std": std}
     return columns
+
+
+def curve(config: Configuration, name: str) -> list[tuple[int, float, float]]:
+    """(tokens seen, mean, std) over the configuration's runs at each point of their zero-shot
+    curves (summary.json's zero_shot.curve) that every one of those runs scored; [] without curves."""
+    by_tokens: dict[int, list[float]] = {}
+    runs = 0
+    for run in config.runs:
+        points = (run.summary.get("zero_shot") or {}).get("curve") or []
+        if not points:
+            continue
+        runs += 1
+        for point in points:
+            value = point.get("mean") if name == "mean" else (point.get("phenomena") or {}).get(name)
+            if value is not None:
+                by_tokens.setdefault(int(point["tokens"]), []).append(float(value))
+    rows = []
+    for tokens, values in sorted(by_tokens.items()):
+        if len(values) == runs:
+            mean, std = mean_std(values)
+            rows.append((tokens, mean, std or 0.0))
+    return rows

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,19 @@ class PretrainingModel(nn.Module):
         return self.objective(self.body, batch)
 
 
+@dataclass(frozen=True)
+class Probe:
+    """A measurement of the model every `every` pretraining steps, before the step's checkpoint
+    (e.g. the zero-shot minimal pairs: when does the model learn agreement?). Rank 0 measures
+    the unwrapped model in eval mode; the loop keeps each result in `TrainState.probes` with its
+    step and tokens (so a resumed run keeps the points before it) and logs it under `phase`.
+    The step that ends pretraining is the caller's to measure."""
+
+    every: int
+    phase: str  # metrics.jsonl's phase of the records
+    measure: Callable[[nn.Module], dict[str, float]]  # PretrainingModel -> named values ("mean" is noted)
+
+
 @dataclass
 class Runtime:
     device: torch.device
@@ -64,6 +78,7 @@ class Runtime:
     halt_at_step: int | None = None  # save and return at this step (`reproduce` replays a resumed run's legs)
     tokens_per_block: int | None = None  # model input tokens per block (T5 reads longer raw blocks); None: block size
     world: World = field(default_factory=World)  # this process's rank among the run's processes
+    probe: Probe | None = None  # measured every `probe.every` steps on rank 0 (not under FSDP: scoring is whole-model)
 
 
 def total_steps(cfg: TrainerConfig, block_size: int, flops_per_token: float | None = None, world_size: int = 1) -> int:
@@ -146,6 +161,8 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
                 eval_loss = _record_eval(model, data, cfg, runtime, logger, state)
                 if eval_loss is not None:
                     bar.note(f"step {state.step}/{steps}: eval loss {eval_loss:.3f}")
+            if runtime.probe is not None and state.step > 0 and state.step % runtime.probe.every == 0:
+                _record_probe(model, runtime.probe, runtime.world, logger, state, bar, steps)
             if cfg.checkpoint_every and state.step > 0 and state.step % cfg.checkpoint_every == 0:
                 saver.save(state)
             _stop_if_signalled(runtime, saver, state, stop_agreed)
@@ -364,3 +381,16 @@ def _record_eval(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig
         state.eval_losses.append((state.step, loss))
         logger.log({"phase": "pretrain_eval", "step": state.step, "loss": loss, "tokens": state.tokens_seen})
     return loss
+
+
+@torch.no_grad()
+def _record_probe(model: PretrainingModel, probe: Probe, world: World, logger: RunLogger, state: TrainState,
+                  bar: ProgressBar, steps: int) -> None:
+    """The probe's values at this step (once per step: a run resumed here has them already)."""
+    if not world.main or (state.probes and state.probes[-1]["step"] == state.step):
+        return
+    values = probe.measure(model)
+    state.probes.append({"step": state.step, "tokens": state.tokens_seen, "values": values})
+    logger.log({"phase": probe.phase, "step": state.step, "tokens": state.tokens_seen, **values})
+    if values.get("mean") is not None:
+        bar.note(f"step {state.step}/{steps}: {probe.phase} mean {values['mean']:.3f}")

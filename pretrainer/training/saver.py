@@ -32,6 +32,7 @@ class TrainState:
     compile_s: float = 0.0  # torch.compile's share of the first step (trainer.compile), this leg of the run
     eval_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
     skipped_steps: list[int] = field(default_factory=list)  # steps dropped as non-finite (trainer.nonfinite=skip)
+    probes: list[dict[str, Any]] = field(default_factory=list)  # {"step", "tokens", "values"}: `loop.Probe`'s points
     consecutive_skips: int = 0
 
 
