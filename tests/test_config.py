@@ -181,6 +181,9 @@ def test_every_preset_experiment_composes_with_its_sweep(experiment):
     if experiment == "alibi_directions":  # the measured setting: the demo's steps, both ALiBi kinds, tied or not
         assert params["arch.positions"] == "alibi,alibi_directional" and cfg.trainer.max_steps == 1200
         assert params["arch.tie_embeddings"] == "false,true"
+    if experiment == "zero_shot_curves":  # every objective of the benchmark table, scored along the way
+        assert params["objective"] == "mlm,span_mlm,electra,clm,t5_span" and cfg.zero_shot.every == 600
+        assert cfg.trainer.max_steps == 4800 and cfg.finetune.tasks == []
     if experiment == "layernorm":
         assert cfg.objective.name == "clm" and cfg.arch.name == "decoder"
 
