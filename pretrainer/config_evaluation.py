@@ -36,7 +36,7 @@ class ZeroShotConfig:
     blimp_files: list[str] = field(default_factory=list)  # BLiMP-format JSONL files (or dirs of them) to score too
     # > 0: also score the pairs every this many pretraining steps, a curve of when the model
     # learns each phenomenon (summary.json's zero_shot.curve, the report's zero_shot_curve.png).
-    # Each point costs one scoring pass (~1-6 s on a CPU for the embedded suite). 0: after pretraining only.
+    # Each point costs one scoring pass (0.7-4.5 s on one CPU core for the embedded suite). 0: after pretraining only.
     every: int = 0
 
     def __post_init__(self) -> None:

@@ -181,9 +181,9 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
         summary["pretrain"]["processes"] = world.size
         summary["pretrain"]["representation"] = representation
         if zero_shot is not None:
-            summary["zero_shot"] = zero_shot
             if cfg.zero_shot.every:
                 zero_shot["curve"] = zero_shot_curve(state.probes, zero_shot, state.step, state.tokens_seen)
+            summary["zero_shot"] = zero_shot
         summary["wall_time_s"] = clock.elapsed()
         summary.update(finetune_extras(cfg.finetune, results))
         write_summary(run_dir, summary, logger)

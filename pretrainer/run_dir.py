@@ -17,7 +17,8 @@ from pretrainer.errors import RunDirError
 from pretrainer.hashing import write_text_atomic
 
 LOCK_FILE = ".lock"
-PRETRAIN_PHASES = ("pretrain", "pretrain_eval", "zero_shot")  # zero_shot: points of zero_shot.every
+ZERO_SHOT_PHASE = "zero_shot"  # the minimal pairs scored during pretraining (zero_shot.every)
+PRETRAIN_PHASES = ("pretrain", "pretrain_eval", ZERO_SHOT_PHASE)
 
 
 @contextmanager

@@ -92,7 +92,8 @@ def run_ranks(world_size: int, run_dir: Path, *overrides: str, signal_rank: int 
     return [process.exitcode for process in processes]
 
 
-def pretrain_losses(run_dir: Path) -> list[tuple[str, int, float]]:
-    """(phase, step, loss) of every line of a run's metrics.jsonl, in order."""
+def pretrain_losses(run_dir: Path, phases: tuple[str, ...] | None = None) -> list[tuple[str, int, float]]:
+    """(phase, step, loss) of every line of a run's metrics.jsonl (of `phases`: all), in order."""
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [(record["phase"], record["step"], record["loss"]) for record in map(json.loads, lines)]
+    return [(record["phase"], record["step"], record["loss"]) for record in map(json.loads, lines)
+            if phases is None or record["phase"] in phases]

@@ -193,6 +193,21 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path, cache, refere
     assert_same_losses(run_dir, reference)
 
 
+def test_zero_shot_points_under_ddp_are_rank_0s_alone_and_leave_training_as_it_was(tmp_path, cache, reference):
+    """zero_shot.every in 2 processes: rank 0 scores while rank 1 waits at the next step's
+    collective; the losses stay those of 1 process, each point is logged once, at its step."""
+    run_dir = tmp_path / "run"
+    assert run_ranks(2, run_dir, f"cache_dir={cache}", "zero_shot.every=2") == [0, 0]
+    found = pretrain_losses(run_dir, phases=("pretrain", "pretrain_eval"))
+    expected = pretrain_losses(reference)
+    assert [(phase, step) for phase, step, _ in found] == [(phase, step) for phase, step, _ in expected]
+    np.testing.assert_allclose([loss for *_, loss in found], [loss for *_, loss in expected], rtol=0, atol=TOLERANCE)
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in logged if record["phase"] == "zero_shot"] == [2, 4, 6]
+    curve = json.loads((run_dir / "summary.json").read_text())["zero_shot"]["curve"]
+    assert [point["step"] for point in curve] == [2, 4, 6, 8]
+
+
 def test_resuming_with_another_global_batch_is_refused(tmp_path, cache, reference):
     """2 processes' checkpoint, resumed in 1 process with the same grad_accum: half the global
     batch; refused, naming grad_accum."""

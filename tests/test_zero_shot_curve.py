@@ -14,11 +14,12 @@ from pretrainer.evaluation.minimal_pairs import pair_accuracies, pair_suite
 from pretrainer.evaluation.run import check_zero_shot_curve, load_scorer
 from pretrainer.pipeline import train
 from pretrainer.training import loop
-from tests.test_pipeline import SMALL_DATA, read_jsonl
+from tests.test_pipeline import SMALL_DATA, newest_checkpoint, read_jsonl
 from tests.test_report import MLM, quiet, write_run
 
+# Dropout on: a probe that left the model in eval mode would change the training that follows.
 RUN = [*SMALL_DATA, "finetune=none", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.checkpoint_every=2",
-       "trainer.keep_checkpoints=5"]
+       "trainer.keep_checkpoints=5", "arch.dropout=0.1"]
 
 
 def curve_of(run_dir) -> list[dict]:
@@ -34,6 +35,8 @@ def test_curve_points_are_the_checkpoints_scores_and_leave_training_unchanged(co
     plain = read_jsonl(tmp_path / "plain" / "metrics.jsonl")
     losses = [(r["step"], r["loss"]) for r in records if r["phase"] in ("pretrain", "pretrain_eval")]
     assert losses == [(r["step"], r["loss"]) for r in plain]  # scoring draws no randomness and changes no weight
+    weights = [newest_checkpoint(tmp_path / run)["model"] for run in ("curve", "plain")]
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[1])
     assert "curve" not in json.loads((tmp_path / "plain" / "summary.json").read_text())["zero_shot"]
 
     curve = summary["zero_shot"]["curve"]
@@ -72,11 +75,21 @@ def test_a_resumed_run_keeps_the_points_before_it_and_scores_none_twice(compose_
     assert [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if r["phase"] == "zero_shot"] == [2, 4]
 
 
-def test_bad_zero_shot_every_is_refused_before_any_work(compose_config):
+def test_a_run_that_does_not_end_on_the_interval_ends_its_curve_with_the_final_point(compose_config, tmp_path,
+                                                                                     capsys):
+    assert [p["step"] for p in train(compose_config(*RUN, "zero_shot.every=4"), tmp_path / "a")["zero_shot"]["curve"]] \
+        == [4, 6]
+    assert [p["step"] for p in train(compose_config(*RUN, "zero_shot.every=6"), tmp_path / "b")["zero_shot"]["curve"]] \
+        == [6]
+    assert "no point before the end" in capsys.readouterr().err
+
+
+def test_bad_zero_shot_every_is_refused_before_any_work(compose_config, tmp_path):
     with pytest.raises(ConfigError, match="zero_shot.every must be >= 0"):
         compose_config("zero_shot.every=-1")
     with pytest.raises(ConfigError, match="no minimal pairs to score"):
-        check_zero_shot_curve(compose_config("zero_shot.every=2", "zero_shot.suite=none"), distributed=False)
+        train(compose_config(*RUN, "zero_shot.every=2", "zero_shot.suite=none"), tmp_path / "run")
+    assert not (tmp_path / "run" / "tokenizer").exists()  # refused before the tokenizer and the corpus
     fsdp = compose_config("zero_shot.every=2", "trainer.parallel=fsdp")
     with pytest.raises(ConfigError, match="use trainer.parallel=ddp"):
         check_zero_shot_curve(fsdp, distributed=True)
@@ -120,3 +133,13 @@ def test_report_without_curves_says_why_there_is_no_curve_plot(tmp_path):
     assert "zero_shot_curve.png" not in {p.name for p in result.plots}
     assert not (tmp_path / "zero_shot_curve.png").exists()
     assert any("zero_shot.every=0" in note for note in result.notes)
+
+
+def test_a_blimp_phenomenon_may_not_take_a_results_key(tmp_path):
+    from pretrainer.config import ZeroShotConfig
+    from pretrainer.evaluation.minimal_pairs import PairFileError
+
+    path = tmp_path / "mean.jsonl"
+    path.write_text(json.dumps({"sentence_good": "dogs ran .", "sentence_bad": "ran dogs ."}) + "\n")
+    with pytest.raises(PairFileError, match="'mean' is reserved"):
+        pair_suite(ZeroShotConfig(suite="none", blimp_files=[str(path)]), "none", 0)

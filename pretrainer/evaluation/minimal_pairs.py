@@ -25,6 +25,8 @@ from pretrainer.evaluation.scoring import SentenceScorer
 from pretrainer.tokenization import SpecialIds
 
 Pairs = list[tuple[str, str]]  # (good, bad)
+# Keys beside the phenomena in a result or a metrics.jsonl record: no phenomenon may take them.
+RESERVED_NAMES = ("mean", "step", "tokens", "phase", "task", "init")
 
 
 class PairFileError(ConfigError):
@@ -80,6 +82,9 @@ def pair_suite(cfg: ZeroShotConfig, data_source: str, seed: int) -> dict[str, Pa
         suite |= minimal_pair_suite(seed, cfg.per_phenomenon)
     for path in blimp_files(cfg.blimp_files):
         name, pairs = read_blimp_jsonl(path)
+        if name in RESERVED_NAMES:
+            raise PairFileError(f"{path}: the phenomenon name {name!r} is reserved (it names a column of the "
+                                f"results: {', '.join(RESERVED_NAMES)}); rename the file or its UID")
         suite[name if name not in suite else f"{name} ({path.name})"] = pairs
     return suite
 

@@ -1,12 +1,13 @@
 """Zero-shot evaluation of a pretrained model: after pretraining in `train` (before
-fine-tuning), and on any run, checkpoint or Hugging Face directory with
-`pretrainer evaluate init=...` (its results land in that command's run dir as `summary.json`)."""
+fine-tuning), every `zero_shot.every` steps during it (a `training.loop.Probe`: the curve
+of when each phenomenon is learned), and on any run, checkpoint or Hugging Face directory
+with `pretrainer evaluate init=...` (its results land in that command's run dir as `summary.json`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tokenizers import Tokenizer
@@ -16,12 +17,12 @@ from pretrainer.evaluation.minimal_pairs import pair_accuracies, pair_suite, sco
 from pretrainer.evaluation.scoring import SentenceScorer
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import RunLogger, Stopwatch, info, print_key_values, warn, write_summary
-from pretrainer.run_dir import hold_run_dir
+from pretrainer.run_dir import ZERO_SHOT_PHASE, hold_run_dir
 from pretrainer.tokenization import SpecialIds
 from pretrainer.training.device import resolve_device
-from pretrainer.training.loop import Probe
 
-CURVE_PHASE = "zero_shot"  # metrics.jsonl's phase of the points zero_shot.every scores during pretraining
+if TYPE_CHECKING:
+    from pretrainer.training.loop import Probe
 
 
 def zero_shot_results(cfg: Config, model: torch.nn.Module, tokenizer: Tokenizer,
@@ -54,13 +55,15 @@ def zero_shot_probe(cfg: Config, tokenizer: Tokenizer, device: torch.device) -> 
     """The minimal pairs scored every zero_shot.every pretraining steps (None when 0)."""
     if not cfg.zero_shot.every:
         return None
+    from pretrainer.training.loop import Probe  # here: `pretrainer evaluate` needs no training loop
+
     suite, special = pair_suite(cfg.zero_shot, cfg.data.source, cfg.data.seed), SpecialIds.of(tokenizer)
 
-    def measure(model: torch.nn.Module) -> dict[str, float]:
+    def measure(model: torch.nn.Module) -> dict[str, float | None]:
         results = pair_accuracies(scorer_for(model, special), tokenizer, suite, device)
         return {**results["phenomena"], "mean": results["mean"]}
 
-    return Probe(cfg.zero_shot.every, CURVE_PHASE, measure)
+    return Probe(cfg.zero_shot.every, ZERO_SHOT_PHASE, measure)
 
 
 def zero_shot_curve(probes: list[dict[str, Any]], final: dict[str, Any], step: int,

@@ -37,7 +37,7 @@ from pretrainer.training.checkpoint import checkpoint_file, rng_state, torch_rng
 from pretrainer.training.device import autocast
 from pretrainer.training.distributed import World, max_across_ranks, sum_across_ranks
 from pretrainer.training.optim import build_optimizer, build_schedule
-from pretrainer.training.parallel import data_parallel, gradient_sync, local_value
+from pretrainer.training.parallel import data_parallel, gradient_sync, is_sharded, local_value
 from pretrainer.training.saver import Saver, TrainState, restore
 from pretrainer.training.signals import StopRequest
 
@@ -58,13 +58,15 @@ class PretrainingModel(nn.Module):
 class Probe:
     """A measurement of the model every `every` pretraining steps, before the step's checkpoint
     (e.g. the zero-shot minimal pairs: when does the model learn agreement?). Rank 0 measures
-    the unwrapped model in eval mode; the loop keeps each result in `TrainState.probes` with its
-    step and tokens (so a resumed run keeps the points before it) and logs it under `phase`.
-    The step that ends pretraining is the caller's to measure."""
+    the unwrapped model in eval mode, under no_grad; its time is not training time (tokens/s
+    leaves it out). The loop keeps each result in `TrainState.probes` with its step and tokens
+    (so a resumed run keeps the points before it) and logs it under `phase`. The step that
+    ends pretraining is the caller's to measure. Not for a model FSDP2 shards: the
+    measurement would be a collective that rank 0 runs alone."""
 
     every: int
     phase: str  # metrics.jsonl's phase of the records
-    measure: Callable[[nn.Module], dict[str, float]]  # PretrainingModel -> named values ("mean" is noted)
+    measure: Callable[[nn.Module], dict[str, float | None]]  # PretrainingModel -> named values ("mean" is noted)
 
 
 @dataclass
@@ -132,10 +134,12 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
     world = runtime.world
     steps = total_steps(cfg, data.train.block_size, flops_per_token, world.size)
     parallel_model = data_parallel(model, cfg.parallel, world, runtime.device)  # FSDP2 shards `model` in place
+    if runtime.probe is not None and is_sharded(model):
+        raise ValueError("a Probe measures the whole model on rank 0, which FSDP2 shards over the processes")
     optimizer = build_optimizer(model, cfg)
     warmup, eval_every = cfg.warmup_for(steps), cfg.eval_interval(steps)
     if world.main:
-        warn_about_schedule(steps, warmup, eval_every)
+        warn_about_schedule(steps, warmup, eval_every, runtime.probe)
     scheduler = build_schedule(optimizer, cfg.schedule, warmup, steps, cfg.min_lr_ratio)
     state = TrainState()
     if runtime.resume_from is not None:
@@ -162,7 +166,7 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
                 if eval_loss is not None:
                     bar.note(f"step {state.step}/{steps}: eval loss {eval_loss:.3f}")
             if runtime.probe is not None and state.step > 0 and state.step % runtime.probe.every == 0:
-                _record_probe(model, runtime.probe, runtime.world, logger, state, bar, steps)
+                window.start += _record_probe(model, runtime.probe, runtime.world, logger, state, bar, steps)
             if cfg.checkpoint_every and state.step > 0 and state.step % cfg.checkpoint_every == 0:
                 saver.save(state)
             _stop_if_signalled(runtime, saver, state, stop_agreed)
@@ -207,9 +211,9 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
     return state
 
 
-def warn_about_schedule(steps: int, warmup: int, eval_every: int) -> None:
+def warn_about_schedule(steps: int, warmup: int, eval_every: int, probe: Probe | None = None) -> None:
     """A shortened run whose fixed intervals no longer fit it says so, instead of training
-    wholly inside warm-up or drawing a loss curve of one point."""
+    wholly inside warm-up or drawing a loss curve (or a probe's curve) of one point."""
     if warmup >= steps:
         warn(f"the run ends inside warm-up ({warmup} warm-up steps of {steps}): the learning rate never peaks; "
              "lower trainer.warmup_steps (or trainer.warmup_ratio when it is null)")
@@ -218,6 +222,9 @@ def warn_about_schedule(steps: int, warmup: int, eval_every: int) -> None:
         warn(f"{evaluations} evaluation(s) in {steps} steps (trainer.eval_every={eval_every}): the eval-loss curve "
              "has fewer than 3 points; lower trainer.eval_every (or raise trainer.evals_per_run when it is null), "
              "or train longer")
+    if probe is not None and probe.every >= steps:
+        warn(f"{probe.phase} is measured every {probe.every} steps and the run has {steps}: no point before the "
+             "end; lower the interval (zero_shot.every) for a curve")
 
 
 def compiled(model: PretrainingModel, cfg: TrainerConfig, parallel_model: nn.Module | None = None) -> nn.Module:
@@ -385,12 +392,19 @@ def _record_eval(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig
 
 @torch.no_grad()
 def _record_probe(model: PretrainingModel, probe: Probe, world: World, logger: RunLogger, state: TrainState,
-                  bar: ProgressBar, steps: int) -> None:
-    """The probe's values at this step (once per step: a run resumed here has them already)."""
+                  bar: ProgressBar, steps: int) -> float:
+    """The probe's values at this step (once per step: a run resumed here has them already).
+    Returns the seconds it took."""
     if not world.main or (state.probes and state.probes[-1]["step"] == state.step):
-        return
-    values = probe.measure(model)
+        return 0.0
+    clock = Stopwatch()
+    model.eval()
+    try:
+        values = probe.measure(model)
+    finally:
+        model.train()
     state.probes.append({"step": state.step, "tokens": state.tokens_seen, "values": values})
     logger.log({"phase": probe.phase, "step": state.step, "tokens": state.tokens_seen, **values})
     if values.get("mean") is not None:
         bar.note(f"step {state.step}/{steps}: {probe.phase} mean {values['mean']:.3f}")
+    return clock.elapsed()
