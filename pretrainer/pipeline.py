@@ -21,7 +21,7 @@ from pretrainer.data.blocks import PackedCorpus, load_or_pack
 from pretrainer.data.sources import open_corpus
 from pretrainer.errors import ConfigError, DivergenceError
 from pretrainer.evaluation.representation import check_pretrained_body
-from pretrainer.evaluation.run import check_zero_shot_curve, zero_shot_curve, zero_shot_probe, zero_shot_results
+from pretrainer.evaluation.run import run_pairs, zero_shot_curve, zero_shot_probe, zero_shot_results
 from pretrainer.finetune.recipe import FinetuneContext
 from pretrainer.finetune.run import body_inits, finetune_all, finetune_extras
 from pretrainer.finetune.scratch_cache import ScratchCache
@@ -100,7 +100,7 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
     with main_process_first():  # rank 0 sets a bad checkpoint aside before the others look
         resume_point = find_resume_point(cfg, run_dir, execution)
     tasks = load_tasks(cfg.finetune)
-    check_zero_shot_curve(cfg, world.distributed)
+    pairs = run_pairs(cfg, world.distributed)
     corpus = open_corpus(cfg.data)
     new_corpus = resume_point is not None and corpus_changed(resume_point, corpus.fingerprint,
                                                              cfg.resume_allow_changes)
@@ -144,7 +144,7 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
         runtime = Runtime(device, bf16, run_dir / "checkpoints", extras, stop,
                           resume_from=resume_point.payload if resume_point else None, halt_at_step=halt_at_step,
                           tokens_per_block=cfg.data.block_size, world=world,
-                          probe=zero_shot_probe(cfg, tokenizer, device))
+                          probe=zero_shot_probe(cfg.zero_shot.every, pairs, tokenizer, device))
         # The planner's count of training FLOPs per token: a FLOPs budget becomes steps through it.
         flops_per_token = model_cost(cfg, tokenizer.get_vocab_size())[1]
         pretrain_clock = Stopwatch()
@@ -166,7 +166,7 @@ def _train(cfg: Config, run_dir: Path, stop: StopRequest, halt_at_step: int | No
             model = _pretraining_model(cfg, special, tokenizer.get_vocab_size())
             model.load_state_dict(full_state)
             model.to(device)
-        zero_shot = zero_shot_results(cfg, model, tokenizer, device)
+        zero_shot = zero_shot_results(pairs, model, tokenizer, device)
         representation = check_pretrained_body(model.body, lambda: build_body(cfg.arch, tokenizer.get_vocab_size()),
                                                packed.eval, special.pad, cfg.arch.max_len, device, cfg.trainer.seed)
         del model, full_state

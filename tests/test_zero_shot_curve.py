@@ -11,7 +11,7 @@ import torch
 
 from pretrainer.config import ConfigError
 from pretrainer.evaluation.minimal_pairs import pair_accuracies, pair_suite
-from pretrainer.evaluation.run import check_zero_shot_curve, load_scorer
+from pretrainer.evaluation.run import load_scorer, run_pairs
 from pretrainer.pipeline import train
 from pretrainer.training import loop
 from tests.test_pipeline import SMALL_DATA, newest_checkpoint, read_jsonl
@@ -92,9 +92,9 @@ def test_bad_zero_shot_every_is_refused_before_any_work(compose_config, tmp_path
     assert not (tmp_path / "run" / "tokenizer").exists()  # refused before the tokenizer and the corpus
     fsdp = compose_config("zero_shot.every=2", "trainer.parallel=fsdp")
     with pytest.raises(ConfigError, match="use trainer.parallel=ddp"):
-        check_zero_shot_curve(fsdp, distributed=True)
-    check_zero_shot_curve(fsdp, distributed=False)  # one process holds the whole model
-    check_zero_shot_curve(compose_config("zero_shot.suite=none"), distributed=True)  # no curve asked for
+        run_pairs(fsdp, distributed=True)
+    run_pairs(fsdp, distributed=False)  # one process holds the whole model
+    run_pairs(compose_config("zero_shot.suite=none"), distributed=True)  # no curve asked for
 
 
 def write_curve_run(path, objective: str, seed: int, points: dict[int, float]) -> None:

@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer
 
 from pretrainer.config import ArchConfig, Config, ConfigError, ObjectiveConfig
-from pretrainer.evaluation.minimal_pairs import pair_accuracies, pair_suite, scorer_for
+from pretrainer.evaluation.minimal_pairs import Pairs, pair_accuracies, pair_suite, scorer_for
 from pretrainer.evaluation.scoring import SentenceScorer
 from pretrainer.hashing import write_text_atomic
 from pretrainer.loggers import RunLogger, Stopwatch, info, print_key_values, warn, write_summary
@@ -25,10 +25,27 @@ if TYPE_CHECKING:
     from pretrainer.training.loop import Probe
 
 
-def zero_shot_results(cfg: Config, model: torch.nn.Module, tokenizer: Tokenizer,
-                      device: torch.device) -> dict[str, Any] | None:
-    """Minimal-pair accuracies of a PretrainingModel (None when the config asks for no pairs)."""
+def run_pairs(cfg: Config, distributed: bool) -> dict[str, Pairs]:
+    """The minimal pairs a `train` run scores (phenomenon -> pairs; {} for none), read once and
+    before any work, so that a bad BLiMP file fails before pretraining, not after it. With
+    zero_shot.every they must exist, and the model must be whole on one process (not FSDP2's
+    shards over several)."""
     suite = pair_suite(cfg.zero_shot, cfg.data.source, cfg.data.seed)
+    if not cfg.zero_shot.every:
+        return suite
+    if distributed and cfg.trainer.parallel == "fsdp":
+        raise ConfigError("zero_shot.every scores the whole model on rank 0 during pretraining, which "
+                          "trainer.parallel=fsdp shards over the processes: use trainer.parallel=ddp, or "
+                          "zero_shot.every=0 (the pairs are still scored once pretraining ends)")
+    if not suite:
+        raise ConfigError(f"zero_shot.every={cfg.zero_shot.every} but there are no minimal pairs to score: "
+                          "give zero_shot.blimp_files=[...] or zero_shot.suite=synthetic")
+    return suite
+
+
+def zero_shot_results(suite: dict[str, Pairs], model: torch.nn.Module, tokenizer: Tokenizer,
+                      device: torch.device) -> dict[str, Any] | None:
+    """Minimal-pair accuracies of a PretrainingModel (None without pairs)."""
     if not suite:
         return None
     clock = Stopwatch()
@@ -38,32 +55,19 @@ def zero_shot_results(cfg: Config, model: torch.nn.Module, tokenizer: Tokenizer,
     return results
 
 
-def check_zero_shot_curve(cfg: Config, distributed: bool) -> None:
-    """zero_shot.every needs pairs to score and a model one process holds whole."""
-    if not cfg.zero_shot.every:
-        return
-    if distributed and cfg.trainer.parallel == "fsdp":
-        raise ConfigError("zero_shot.every scores the whole model on rank 0 during pretraining, which "
-                          "trainer.parallel=fsdp shards over the processes: use trainer.parallel=ddp, or "
-                          "zero_shot.every=0 (the pairs are still scored once pretraining ends)")
-    if not pair_suite(cfg.zero_shot, cfg.data.source, cfg.data.seed):
-        raise ConfigError(f"zero_shot.every={cfg.zero_shot.every} but there are no minimal pairs to score: "
-                          "give zero_shot.blimp_files=[...] or zero_shot.suite=synthetic")
-
-
-def zero_shot_probe(cfg: Config, tokenizer: Tokenizer, device: torch.device) -> Probe | None:
-    """The minimal pairs scored every zero_shot.every pretraining steps (None when 0)."""
-    if not cfg.zero_shot.every:
+def zero_shot_probe(every: int, suite: dict[str, Pairs], tokenizer: Tokenizer, device: torch.device) -> Probe | None:
+    """The minimal pairs scored every `every` pretraining steps (zero_shot.every; None when 0)."""
+    if not every:
         return None
     from pretrainer.training.loop import Probe  # here: `pretrainer evaluate` needs no training loop
 
-    suite, special = pair_suite(cfg.zero_shot, cfg.data.source, cfg.data.seed), SpecialIds.of(tokenizer)
+    special = SpecialIds.of(tokenizer)
 
     def measure(model: torch.nn.Module) -> dict[str, float | None]:
         results = pair_accuracies(scorer_for(model, special), tokenizer, suite, device)
         return {**results["phenomena"], "mean": results["mean"]}
 
-    return Probe(cfg.zero_shot.every, ZERO_SHOT_PHASE, measure)
+    return Probe(every, ZERO_SHOT_PHASE, measure)
 
 
 def zero_shot_curve(probes: list[dict[str, Any]], final: dict[str, Any], step: int,

@@ -20,12 +20,16 @@ def phenomena(configs: list[Configuration]) -> list[str]:
     return list(dict.fromkeys(names)) + (["mean"] if names else [])
 
 
+def _accuracy(results: dict[str, Any], name: str) -> float | None:
+    """A phenomenon's accuracy in a result or a curve point ("mean": their mean), None if not scored."""
+    return results.get("mean") if name == "mean" else (results.get("phenomena") or {}).get(name)
+
+
 def accuracies(config: Configuration, name: str) -> list[float]:
     """One accuracy per run of the configuration ("mean": the run's mean over its phenomena)."""
     values = []
     for run in config.runs:
-        results = run.summary.get("zero_shot") or {}
-        value = results.get("mean") if name == "mean" else (results.get("phenomena") or {}).get(name)
+        value = _accuracy(run.summary.get("zero_shot") or {}, name)
         if value is not None:
             values.append(float(value))
     return values
@@ -71,7 +75,7 @@ def curve(config: Configuration, name: str) -> list[tuple[int, float, float]]:
             continue
         runs += 1
         for point in points:
-            value = point.get("mean") if name == "mean" else (point.get("phenomena") or {}).get(name)
+            value = _accuracy(point, name)
             if value is not None:
                 by_tokens.setdefault(int(point["tokens"]), []).append(float(value))
     rows = []
