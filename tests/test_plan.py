@@ -8,6 +8,7 @@ import torch
 
 from pretrainer.config import ArchConfig
 from pretrainer.models import build_body
+from pretrainer.objectives import objective_class
 from pretrainer.plan import plan_experiment
 
 
@@ -77,11 +78,14 @@ def test_plan_and_train_agree_on_the_steps_of_a_token_budget(compose_config, tmp
     """t5_span reads longer raw blocks than its inputs: both count the input tokens."""
     from pretrainer.pipeline import train
 
-    cfg = compose_config("objective=t5_span", "finetune=none", "trainer.max_steps=null", "trainer.max_tokens=1000")
+    # 10,000 tokens: ceil(10000 / (8 x 32)) = 40 steps of input tokens; the raw blocks (35
+    # tokens) would give ceil(10000 / (8 x 35)) = 36, so counting the wrong block shows here.
+    cfg = compose_config("objective=t5_span", "finetune=none", "trainer.max_steps=null", "trainer.max_tokens=10000")
+    assert objective_class(cfg.objective).raw_block_size(cfg.objective, cfg.data.block_size) > cfg.data.block_size
     planned = plan_experiment(cfg)
     summary = train(cfg, tmp_path / "run")
-    assert summary["pretrain"]["steps"] == planned["steps"] == 4  # ceil(1000 / (8 x 32))
-    assert summary["pretrain"]["tokens"] == planned["tokens"] == 4 * 8 * 32
+    assert summary["pretrain"]["steps"] == planned["steps"] == 40
+    assert summary["pretrain"]["tokens"] == planned["tokens"] == 40 * 8 * 32
 
 
 def test_plan_at_n_gpus_divides_the_steps_and_shards_the_state_under_fsdp(compose_config):

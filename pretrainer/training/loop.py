@@ -132,7 +132,9 @@ def estimate_eval_loss(model: PretrainingModel, blocks: BlockSet, cfg: TrainerCo
 def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, runtime: Runtime,
              logger: RunLogger, flops_per_token: float | None = None) -> TrainState:
     world = runtime.world
-    steps = total_steps(cfg, data.train.block_size, flops_per_token, world.size)
+    # Budgets count model-input tokens: t5_span reads longer raw blocks than its inputs.
+    tokens_per_block = runtime.tokens_per_block or data.train.block_size
+    steps = total_steps(cfg, tokens_per_block, flops_per_token, world.size)
     parallel_model = data_parallel(model, cfg.parallel, world, runtime.device)  # FSDP2 shards `model` in place
     if runtime.probe is not None and is_sharded(model):
         raise ValueError("a Probe measures the whole model on rank 0, which FSDP2 shards over the processes")
@@ -145,7 +147,7 @@ def pretrain(model: PretrainingModel, data: PackedCorpus, cfg: TrainerConfig, ru
     if runtime.resume_from is not None:
         state = restore(runtime.resume_from, model, optimizer, scheduler)
     forward_model = compiled(model, cfg, parallel_model)
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * world.size * (runtime.tokens_per_block or data.train.block_size)
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * world.size * tokens_per_block
     bar = ProgressBar("pretrain", steps, start=state.step)
     window, window_tokens = Stopwatch(), 0
     model.train()
