@@ -118,8 +118,12 @@ def _write_failure(error: Exception, directory: Path) -> str:
 
 
 def remove_temp_files(directory: Path) -> None:
+    """Files and FSDP2 shard directories (`.tmp-step_<n>.dcp`) that a killed save left behind."""
     for leftover in directory.glob(f"{TEMP_PREFIX}*"):
-        leftover.unlink(missing_ok=True)
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def prune_checkpoints(directory: Path, keep: int) -> None:

@@ -136,8 +136,13 @@ def test_a_save_removes_temp_files_left_by_a_killed_save(tmp_path):
     directory.mkdir()
     leftover = directory / ".tmp-step_00000004.pt.12345"
     leftover.write_bytes(b"half a checkpoint")
+    # FSDP2's staging directory of shards (sharded.save_shards), from a save killed at another step
+    shards = directory / ".tmp-step_00000003.dcp"
+    shards.mkdir()
+    (shards / "__0_0.distcp").write_bytes(b"half a shard")
     save_checkpoint(directory, 5, {"model": {}}, keep=2)
-    assert not leftover.exists() and (directory / "step_00000005.pt").is_file()
+    assert not leftover.exists() and not shards.exists()
+    assert (directory / "step_00000005.pt").is_file()
 
 
 def test_a_full_disk_is_named_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
