@@ -15,7 +15,7 @@ import pytest
 
 from pretrainer.config import GLUE_TASKS, ConfigError, FinetuneConfig
 from pretrainer.data.examples import LabeledExample
-from pretrainer.finetune.files import load_file_task
+from pretrainer.finetune.files import load_file_task, read_rows
 from pretrainer.finetune.glue import GLUE, load_glue_task
 from pretrainer.finetune.sources import TaskDataError, load_source_tasks, split_train_indices
 
@@ -398,6 +398,36 @@ def test_malformed_rows_and_files(tmp_path):
     with pytest.raises(TaskDataError, match=r"eval_size=2 .* leaves none to train on; lower finetune\.eval_size "
                                             r"or give finetune\.dev_file"):
         load_file_task("t", files_config(train, test))
+
+
+def test_an_unclosed_quote_is_an_error_naming_where_the_record_starts(tmp_path):
+    """Read leniently, the quote opened on line 3 would swallow lines 4-6 into one text."""
+    bad = [("unclosed.csv", 'text_a,label\nfine,pos\n"great film,pos\nawful,neg\nfine,pos\nbad,neg\n', 3),
+           ("text_after_quote.csv", 'text_a,label\nfine,pos\n"quoted" tail,neg\n', 3),
+           ("unclosed_last_column.csv", 'label,text_a\npos,fine\npos,"great film\nneg,awful\n', 3)]
+    for name, content, line in bad:
+        (tmp_path / name).write_text(content)
+        with pytest.raises(TaskDataError, match=rf"{name}:{line}: not a valid CSV record from this line on"):
+            read_rows(tmp_path / name, files_config(tmp_path / name, tmp_path / name))
+
+
+def test_csv_quotes_that_are_text_still_read(tmp_path):
+    """strict parsing refuses only broken quoting: doubled quotes, and quotes inside an
+    unquoted field, are text as before."""
+    path = tmp_path / "train.csv"
+    path.write_text('text_a,label\nhe said "hi" there,pos\n"a ""quoted"" word, and a comma",neg\n')
+    rows = read_rows(path, files_config(path, path))
+    assert [(row.text_a, row.label, row.line) for row in rows] == [
+        ('he said "hi" there', "pos", 2), ('a "quoted" word, and a comma', "neg", 3)]
+
+
+def test_a_csv_field_longer_than_csvs_default_cap_is_read(tmp_path):
+    """csv caps a field at 131,072 characters by default; a long document is a text like any other."""
+    path = tmp_path / "train.csv"
+    long_text = "word " * 40_000  # 200,000 characters
+    write_delimited(path, ["text_a", "label"], [[long_text, "pos"], ["short", "neg"]])
+    rows = read_rows(path, files_config(path, path))
+    assert [(len(row.text_a), row.line) for row in rows] == [(len(long_text), 2), (5, 3)]
 
 
 def test_split_indices_are_disjoint_seeded_and_nested():

@@ -2,7 +2,9 @@
 
 The format follows the extension: `.csv` (comma, RFC 4180 quoting), `.tsv` (tab, no quoting:
 a quote character is text, as in the original GLUE files) or `.jsonl` (an object per line).
-Files are read with the standard library, so any size works and there is nothing to install.
+Files are read with the standard library, so any size works (a field too: csv's 131,072-character
+cap is raised) and there is nothing to install. Quoting is read strictly: a quote left open is an error
+naming the line its record starts on, not a field that swallows the rest of the file.
 Columns `text_a_column`, optional `text_b_column` (pairs) and `label_column` are mapped onto
 examples according to `task_type` (a split whose file names them differently has its own map:
 `finetune.columns.test.text_a=content`):
@@ -34,6 +36,7 @@ from pretrainer.data.text import decoded_lines
 from pretrainer.finetune.sources import TaskDataError, count_empty_texts, split_train_indices
 
 DELIMITERS = {".csv": ",", ".tsv": "\t", ".jsonl": None}
+FIELD_SIZE_LIMIT = 2**31 - 1  # characters a CSV field may hold (csv takes a C long: 32 bits on Windows)
 METRICS = {
     "classification": ("accuracy", "macro_f1"),  # macro-F1 does not depend on which label is "positive"
     "regression": ("pearson", "spearman"),
@@ -120,16 +123,28 @@ def _delimited_records(path: Path, lines: Iterable[str], delimiter: str, columns
     `lines` are the file's physical lines with their endings, so `reader.line_num` counts lines
     of the file, also across a quoted field that spans lines."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.DictReader(lines, delimiter=delimiter, quoting=quoting)
-    header = reader.fieldnames
-    if not header:
-        raise TaskDataError(f"{path}: empty file (a header row naming the columns comes first)")
-    _check_columns(path, None, columns, header, split)
-    for record in reader:
-        if None in record or None in record.values():
-            raise TaskDataError(f"{path}:{reader.line_num}: {_field_count(record)} fields where the header "
-                                f"has {len(header)}")
-        yield reader.line_num, record
+    # csv's default cap of 131,072 characters a field is process-wide; a long document is a
+    # legitimate text. strict: an unclosed quote is an error, not a field that swallows the
+    # rest of the file (the default reader's reading).
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
+    reader = csv.DictReader(lines, delimiter=delimiter, quoting=quoting, strict=True)
+    start = 1  # the first line of the record being read
+    try:
+        header = reader.fieldnames
+        if not header:
+            raise TaskDataError(f"{path}: empty file (a header row naming the columns comes first)")
+        _check_columns(path, None, columns, header, split)
+        start = reader.line_num + 1
+        for record in reader:
+            if None in record or None in record.values():
+                raise TaskDataError(f"{path}:{reader.line_num}: {_field_count(record)} fields where the header "
+                                    f"has {len(header)}")
+            yield reader.line_num, record
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise TaskDataError(f"{path}:{start}: not a valid CSV record from this line on ({error}, at line "
+                            f"{reader.line_num}); a field holding the delimiter, a quote or a line break is "
+                            "quoted as a whole, its own quotes doubled") from None
 
 
 def _field_count(record: dict) -> int:
