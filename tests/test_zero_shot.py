@@ -131,6 +131,23 @@ def test_a_bad_blimp_line_names_the_file_and_line(tmp_path, line, problem):
         read_blimp_jsonl(path)
 
 
+def test_blimp_reader_takes_a_byte_order_mark_and_line_separators_inside_strings(tmp_path):
+    """What Excel or Notepad saves (a BOM), and what json.dumps(ensure_ascii=False) writes for
+    U+2028 / U+2029 / U+0085 inside a sentence (unescaped: JSON allows it), read as the pairs."""
+    good, bad = "Er kam\u2028heim.", "Er kamen\u0085heim\u2029."
+    records = [{"sentence_good": good, "sentence_bad": bad}, {"sentence_good": "A b.", "sentence_bad": "B a."}]
+    path = tmp_path / "german.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode())
+    assert read_blimp_jsonl(path) == ("german", [(good, bad), ("A b.", "B a.")])
+
+
+def test_invalid_utf8_in_a_blimp_file_names_the_file_and_line(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b'{"sentence_good": "A b.", "sentence_bad": "B a."}\n{"sentence_good": "x\xff"}\n')
+    with pytest.raises(PairFileError, match=r"pairs\.jsonl:2: invalid UTF-8 \(byte 0xff at column 21\); fix the file$"):
+        read_blimp_jsonl(path)
+
+
 def test_a_missing_pair_file_is_named(tmp_path):
     with pytest.raises(PairFileError, match="nowhere.jsonl"):
         blimp_files([str(tmp_path / "nowhere.jsonl")])

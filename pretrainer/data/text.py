@@ -34,7 +34,7 @@ _CUT_TIERS = tuple((re.compile(chars), re.compile(f"(?s).*({chars})(?=\\S)"))
                    for chars in (" ", f"[{_CUT_WHITESPACE}]"))
 
 
-def decoded_lines(path: Path, errors: str, field_name: str,
+def decoded_lines(path: Path, errors: str, field_name: str | None,
                   error_type: type[UserError] = ConfigError) -> Iterator[tuple[int, str]]:
     """(line number from 1, line with its ending) of a UTF-8 text file.
 
@@ -42,7 +42,7 @@ def decoded_lines(path: Path, errors: str, field_name: str,
     kept untranslated (as `newline=""` does), so `csv` reads quoted fields across lines. A
     UTF-8 byte-order mark at the start of the file is dropped. Invalid UTF-8: `errors="strict"`
     raises `error_type` naming the file, line, byte and column and `field_name` (the setting
-    that would accept it); `"replace"` puts U+FFFD in place of each invalid sequence.
+    that would accept it, if there is one); `"replace"` puts U+FFFD in place of each invalid sequence.
     """
     number = 0
     with open(path, "rb") as handle:
@@ -60,11 +60,12 @@ def decoded_lines(path: Path, errors: str, field_name: str,
                 yield number, text
 
 
-def _decode_error(error: UnicodeDecodeError, place: str, field_name: str, error_type: type[UserError]) -> UserError:
+def _decode_error(error: UnicodeDecodeError, place: str, field_name: str | None,
+                  error_type: type[UserError]) -> UserError:
     line = error.object
     column = len(line[:error.start].decode("utf-8")) + 1  # the bytes before the first error are valid
-    return error_type(f"{place}: invalid UTF-8 (byte 0x{line[error.start]:02x} at column {column}); "
-                      f"fix the file or set {field_name}=replace")
+    remedy = f"fix the file or set {field_name}=replace" if field_name else "fix the file"
+    return error_type(f"{place}: invalid UTF-8 (byte 0x{line[error.start]:02x} at column {column}); {remedy}")
 
 
 def split_long_text(text: str, max_chars: int) -> list[str]:

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from pretrainer.config import ZeroShotConfig
+from pretrainer.data.text import decoded_lines
 from pretrainer.errors import ConfigError
 from pretrainer.evaluation.scoring import SentenceScorer
 from pretrainer.tokenization import SpecialIds
@@ -36,11 +37,13 @@ class PairFileError(ConfigError):
 def read_blimp_jsonl(path: Path) -> tuple[str, Pairs]:
     """(phenomenon, pairs) of one BLiMP-format file."""
     pairs, phenomenon = [], None
+    # decoded_lines, not str.splitlines: JSON strings may hold U+2028, U+2029 and U+0085 unescaped
+    # (json.dumps(ensure_ascii=False) writes them so), and a byte-order mark is not text.
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
+        lines = list(decoded_lines(path, "strict", None, PairFileError))  # replacing bytes would change a sentence
+    except OSError as error:
         raise PairFileError(f"{path}: cannot read minimal pairs ({error})") from None
-    for number, line in enumerate(lines, start=1):
+    for number, line in lines:
         if not line.strip():
             continue
         try:
