@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 
+from pretrainer.config_body import check_finetune_body
 from pretrainer.config_columns import ColumnMaps, SplitColumns  # noqa: F401 (part of this schema)
 from pretrainer.config_evaluation import PlanConfig, ZeroShotConfig
 from pretrainer.config_tree import field_paths
@@ -488,12 +489,5 @@ def check_cross_group(cfg: Config) -> None:
         raise ConfigError(
             f"data.block_size={cfg.data.block_size} exceeds arch.max_len={cfg.arch.max_len}"
         )
-    if cfg.finetune.pooling == "decoder" and cfg.arch.name != "encoder_decoder":
-        raise ConfigError("finetune.pooling=decoder (BART-style) needs arch=encoder_decoder")
-    if cfg.finetune.mode == "aux_lm" and (cfg.arch.name != "decoder" or not cfg.arch.tie_embeddings):
-        raise ConfigError("finetune.mode=aux_lm (GPT's auxiliary LM loss) needs arch=decoder with "
-                          "arch.tie_embeddings=true (the LM head is the input embedding)")
-    if cfg.finetune.max_length > cfg.arch.max_len:
-        raise ConfigError(
-            f"finetune.max_length={cfg.finetune.max_length} exceeds arch.max_len={cfg.arch.max_len}"
-        )
+    if cfg.init is None:  # with init, the body is the checkpoint's: checked when it is read
+        check_finetune_body(cfg.finetune, cfg.arch)

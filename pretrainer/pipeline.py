@@ -77,6 +77,9 @@ def train(cfg: Config, run_dir: Path, halt_at_step: int | None = None) -> dict[s
     (DDP or FSDP2, `trainer.parallel`); rank 0 alone logs, writes the run dir and fine-tunes, and
     the other ranks return `{"rank": r}` once pretraining is done. The process group stays for
     the next run of a sweep (it cannot be joined twice on one port); the caller leaves it at exit."""
+    if cfg.init is not None:  # not silently ignored: the body below is a fresh one
+        raise ConfigError(f"init={cfg.init} starts `pretrainer finetune` or `evaluate` from a model; train "
+                          "pretrains a new body (resume=true continues the run dir's own checkpoints)")
     clock = Stopwatch()
     world = init_from_environment()
     if not world.main:

@@ -231,6 +231,49 @@ def test_finetune_command_reuses_a_checkpoint(compose_config, tmp_path, monkeypa
         finetune_checkpoint(compose_config(f"init={tmp_path / 'missing'}"), tmp_path / "ft3")
 
 
+def test_finetune_checks_the_recipe_against_the_checkpoints_body(compose_config, tmp_path):
+    """With init=, the body is the checkpoint's, not the command line's arch: a recipe the
+    checkpoint can run is accepted, one it cannot is refused naming it."""
+    from pretrainer.finetune.from_checkpoint import finetune_checkpoint
+    from pretrainer.pipeline import train
+
+    pretrained = tmp_path / "tied_decoder"  # learned positions, max_len 64 (the tiny test preset)
+    train(compose_config("objective=clm", "arch=decoder", "arch.tie_embeddings=true", "data.num_documents=200",
+                         "finetune=none"), pretrained)
+    recipe = [f"init={pretrained}", "finetune.tasks=[sentiment]", "finetune.train_size=40", "finetune.eval_size=30",
+              "finetune.epochs=1", "finetune.scratch_baseline=false"]
+    # GPT's auxiliary LM on a tied decoder, though the default arch (an encoder) could not run it
+    summary = finetune_checkpoint(compose_config(*recipe, "finetune.mode=aux_lm"), tmp_path / "aux")
+    assert summary["choices"]["arch"] == "decoder" and "pretrained" in summary["finetune"]["sentiment"]
+    refused = [  # (overrides, the error): naming the command line's arch does not stand in for the body
+        (["arch=encoder_decoder", "objective=t5_span", "finetune.pooling=decoder"],
+         rf"pooling=decoder .*; init={pretrained} is arch=decoder$"),
+        (["finetune.max_length=96"], rf"max_length=96 exceeds arch.max_len=64 of init={pretrained} \(learned"),
+    ]
+    for overrides, error in refused:
+        with pytest.raises(ConfigError, match=error):
+            finetune_checkpoint(compose_config(*recipe, *overrides), tmp_path / "refused")
+    assert not (tmp_path / "refused" / "summary.json").exists()
+
+
+def test_the_config_checks_its_own_arch_only_without_init(compose_config):
+    with pytest.raises(ConfigError, match="aux_lm .* the config's arch is arch=encoder with arch.tie_embeddings=false"):
+        compose_config("finetune.mode=aux_lm")
+    assert compose_config("finetune.mode=aux_lm", "init=some/run").init == "some/run"  # checked once it is read
+    # only a learned position table stops at max_len: ALiBi (the encoder's default) fine-tunes longer texts
+    assert compose_config("finetune.max_length=96").finetune.max_length == 96
+    with pytest.raises(ConfigError, match="max_length=96 exceeds arch.max_len=64 of the config's arch"):
+        compose_config("finetune.max_length=96", "arch.positions=learned")
+
+
+def test_train_refuses_init_rather_than_ignoring_it(compose_config, tmp_path):
+    from pretrainer.pipeline import train
+
+    with pytest.raises(ConfigError, match="init=runs/x starts `pretrainer finetune` or `evaluate`"):
+        train(compose_config("init=runs/x"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_finetune_from_an_exported_hugging_face_directory(compose_config, tmp_path):
     """A published-format checkpoint (here: our run exported as BERT) fine-tunes by the same recipe."""
     pytest.importorskip("transformers")

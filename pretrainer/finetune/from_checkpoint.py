@@ -19,6 +19,7 @@ import torch
 from tokenizers import Tokenizer
 
 from pretrainer.config import ArchConfig, Config, ConfigError
+from pretrainer.config_body import check_finetune_body
 from pretrainer.finetune.recipe import FinetuneContext
 from pretrainer.finetune.run import body_inits, finetune_all, finetune_extras
 from pretrainer.finetune.scratch_cache import ScratchCache
@@ -46,9 +47,7 @@ def _finetune_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
     tasks = load_tasks(cfg.finetune)  # checked before the checkpoint is read
     source = _load_init(cfg.init)
     tokenizer, arch = source.tokenizer, source.arch
-    if cfg.finetune.max_length > arch.max_len and arch.positions == "learned":
-        raise ConfigError(f"finetune.max_length={cfg.finetune.max_length} exceeds the checkpoint's "
-                          f"arch.max_len={arch.max_len}")
+    check_finetune_body(cfg.finetune, arch, f"init={cfg.init}")  # the recipe against the body it starts from
     device = resolve_device(cfg.trainer.device)
     write_text_atomic(run_dir / "tokenizer" / "tokenizer.json", tokenizer.to_str())
     with RunLogger(run_dir, cfg.logger, cfg.run_name or run_dir.name, asdict(cfg), job_type="finetune") as logger:
