@@ -188,6 +188,10 @@ def reproduction_stages(manifest: dict[str, Any]) -> list[Stage]:
     config.update(resume=False, resume_allow_changes=[])
     stages = []
     for amendment in manifest.get("resumes", []):
+        if "corpus" in amendment:  # every leg would read today's files: the earlier corpus is gone
+            raise RunDirError(f"the run's corpus changed when it resumed from step {amendment['from_step']} "
+                              f"(content hash {amendment['corpus']['from']} -> {amendment['corpus']['to']}, "
+                              "resume_allow_changes=[data]); the corpus before it cannot be replayed")
         if not amendment.get("changes"):
             continue
         stages.append(Stage(copy.deepcopy(config), amendment["from_step"]))

@@ -137,7 +137,9 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, 
 
 
 def record_resume(run_dir: Path, point: ResumePoint, fresh_manifest: dict[str, Any]) -> None:
-    """Append this resume to the manifest's `resumes` (an amendment: the original config stays)."""
+    """Append this resume to the manifest's `resumes` (an amendment: the original config stays).
+    A corpus changed under resume_allow_changes=[data] is recorded as `corpus` (checkpoint's
+    content hash -> this run's): no config key holds it, and a reproduction cannot replay it."""
     try:
         manifest = read_manifest(run_dir)
     except RunDirError:  # a run dir from before manifests: the checkpoint's config is what it started with
@@ -148,8 +150,12 @@ def record_resume(run_dir: Path, point: ResumePoint, fresh_manifest: dict[str, A
         "checkpoint": point.path.name,
         "command": sys.argv,
         "changes": {key: {"from": old, "to": new} for key, (old, new) in point.changes.items()},
+        "data_fingerprint": fresh_manifest["data_fingerprint"],  # the corpus from this step on
         "git": fresh_manifest["git"],
         "packages": fresh_manifest["packages"],
         "hardware": fresh_manifest["hardware"],
     })
+    saved_corpus = point.payload.get("data_fingerprint")
+    if saved_corpus is not None and saved_corpus != fresh_manifest["data_fingerprint"]:
+        manifest["resumes"][-1]["corpus"] = {"from": saved_corpus, "to": fresh_manifest["data_fingerprint"]}
     write_manifest(run_dir, manifest)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from pretrainer.cli_sweeps import stable_sweep_dir
-from pretrainer.errors import Interrupted
+from pretrainer.errors import Interrupted, RunDirError
 from pretrainer.pipeline import train
+from pretrainer.provenance import read_manifest, reproduction_stages
 from pretrainer.run_dir import hold_run_dir
 from pretrainer.training import loop
 from pretrainer.training.optim import lr_multiplier
@@ -147,6 +148,12 @@ def test_a_changed_corpus_is_refused_then_packed_with_the_runs_tokenizer(run_cli
     assert accepted.code == 0, accepted.stderr[-2000:]
     assert (tmp_path / "run" / "tokenizer" / "tokenizer.json").read_text() == tokenizer  # the vocabulary stayed
     assert pretrain_steps(tmp_path / "run") == list(range(1, 11))
+    manifest = read_manifest(tmp_path / "run")
+    resumed = manifest["resumes"][-1]
+    assert resumed["corpus"] == {"from": manifest["data_fingerprint"], "to": resumed["data_fingerprint"]}
+    assert resumed["corpus"]["from"] != resumed["corpus"]["to"]
+    with pytest.raises(RunDirError, match=r"corpus changed when it resumed from step \d+ .* cannot be replayed"):
+        reproduction_stages(manifest)  # today's files would stand in for the corpus before the change
 
 
 def test_a_resume_that_stops_early_leaves_no_stale_summary(run_config, copy_of, monkeypatch):
