@@ -255,7 +255,9 @@ class FinetuneConfig:
     seed: int = 0  # task sample, head init and data order
     seeds: list[int] = field(default_factory=list)  # repeat each task with these seeds (mean ± std); empty: [seed]
     train_size: int | None = 200  # labeled training examples per task (the label budget; None: all)
-    eval_size: int = 500  # synthetic: dev and test examples; glue: dev carved from train (test = official dev)
+    # synthetic: dev and test examples; glue: dev carved from train (test = official dev), null: each
+    # task's own carve (finetune/glue.py: WNLI's 635 examples cannot spare MNLI's 1000)
+    eval_size: int | None = 500
     epochs: int = 10
     patience: int | None = None  # stop after this many epochs without a better dev score (None: run all)
     batch_size: int = 32
@@ -306,8 +308,10 @@ class FinetuneConfig:
             raise ConfigError("finetune.source=files needs finetune.train_file and finetune.test_file "
                               "(and optionally finetune.dev_file)")
         self._check_pairs_in_every_split()
+        if self.eval_size is None and self.source != "glue":
+            raise ConfigError("finetune.eval_size=null (each GLUE task's own dev carve) is for finetune=glue/...")
         for key in ("eval_size", "epochs", "batch_size", "max_length"):
-            if getattr(self, key) < 1:
+            if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ConfigError(f"finetune.{key} must be positive, got {getattr(self, key)}")
         if self.train_size is not None and self.train_size < 1:
             raise ConfigError(f"finetune.train_size must be positive or null, got {self.train_size}")

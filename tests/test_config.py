@@ -169,6 +169,7 @@ def test_every_preset_experiment_composes_with_its_sweep(experiment):
     if experiment == "real_scale":  # composes and validates, although it needs network and a GPU to run
         assert cfg.data.source == "hub" and cfg.trainer.device == "cuda" and cfg.arch.d_model == 768
         assert cfg.finetune.source == "glue" and len(cfg.finetune.tasks) == 9
+        assert cfg.finetune.eval_size is None  # each task's own dev carve: WNLI has 635 training examples
         from pretrainer.interop.bert import REQUIRED  # BERT-base: exportable as BertForMaskedLM
         assert {key: getattr(cfg.arch, key) for key in REQUIRED} == REQUIRED
     elif experiment == "mlm_vs_scratch":  # the question (pretrained vs scratch) is inside every run

@@ -7,12 +7,14 @@ hidden test labels), and sockets are blocked so that a stray hub request fails t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import socket
 
 import numpy as np
 import pytest
 
+from pretrainer.cli import CONF_DIR
 from pretrainer.config import GLUE_TASKS, ConfigError, FinetuneConfig
 from pretrainer.data.examples import LabeledExample
 from pretrainer.finetune.files import load_file_task, read_rows
@@ -115,6 +117,20 @@ def glue_config(root, name: str, **overrides) -> FinetuneConfig:
 
 def test_glue_table_matches_the_config_choices():
     assert set(GLUE) == set(GLUE_TASKS)
+    for name, spec in GLUE.items():  # eval_size=null carves what finetune=glue/<task> carves alone
+        assert f"\neval_size: {spec.dev_size} " in (CONF_DIR / "finetune" / "glue" / f"{name}.yaml").read_text()
+
+
+def test_glue_tasks_at_once_carve_each_its_own_dev_set(local_glue, monkeypatch):
+    """finetune.eval_size=null: one number cannot suit MNLI (393k examples) and WNLI (635)."""
+    for name, size in (("rte", 3), ("cola", 7)):
+        monkeypatch.setitem(GLUE, name, dataclasses.replace(GLUE[name], dev_size=size))
+    cfg = FinetuneConfig(source="glue", tasks=["rte", "cola"], hub_name=str(local_glue), eval_size=None,
+                         train_size=None)
+    assert [(task.name, len(task.dev), len(task.train)) for task in load_source_tasks(cfg)] == [
+        ("rte", 3, ROWS - 3), ("cola", 7, ROWS - 7)]
+    with pytest.raises(ConfigError, match=r"eval_size=null .* is for finetune=glue"):
+        FinetuneConfig(source="synthetic", tasks=["topic"], eval_size=None)
 
 
 @pytest.mark.parametrize("name", GLUE_TASKS)

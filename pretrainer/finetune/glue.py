@@ -13,7 +13,8 @@ falls back to the official label names below.
 
 GLUE hides its test labels (-1), so the official validation split is the test set here (MNLI:
 validation_matched, with validation_mismatched as the extra set `test_mismatched`), and the dev
-set that picks the best epoch is `finetune.eval_size` examples carved from the official train split.
+set that picks the best epoch is `finetune.eval_size` examples carved from the official train split
+(null: the task's own `dev_size`, as its conf/finetune/glue/<task>.yaml sets: several tasks at once).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class GlueTask:
     label_names: tuple[str, ...]  # official names, used when the label column is not a ClassLabel
     metrics: tuple[str, ...]  # official metrics; the first picks the best epoch
     description: str
+    dev_size: int  # examples carved from train as dev when finetune.eval_size is null (conf/finetune/glue/)
     kind: str = "classification"
     test_split: str = "validation"  # the official split evaluated as test (its labels are public)
     extra_eval: tuple[tuple[str, str], ...] = ()  # (name in the report, official split) evaluated like test
@@ -50,25 +52,26 @@ _NLI = ("entailment", "not_entailment")
 
 GLUE: dict[str, GlueTask] = {
     "sst2": GlueTask("sentence", None, ("negative", "positive"), ("accuracy",),
-                     "SST-2: sentiment of a movie-review sentence (accuracy)"),
+                     "SST-2: sentiment of a movie-review sentence (accuracy)", dev_size=1000),
     "cola": GlueTask("sentence", None, ("unacceptable", "acceptable"), ("mcc",),
-                     "CoLA: is the sentence grammatical? (Matthews correlation)"),
+                     "CoLA: is the sentence grammatical? (Matthews correlation)", dev_size=1000),
     "mrpc": GlueTask("sentence1", "sentence2", ("not_equivalent", "equivalent"), ("f1", "accuracy"),
-                     "MRPC: are the two news sentences paraphrases? (F1, accuracy)"),
+                     "MRPC: are the two news sentences paraphrases? (F1, accuracy)", dev_size=400),
     "qqp": GlueTask("question1", "question2", ("not_duplicate", "duplicate"), ("f1", "accuracy"),
-                    "QQP: do the two Quora questions ask the same thing? (F1, accuracy)"),
+                    "QQP: do the two Quora questions ask the same thing? (F1, accuracy)", dev_size=1000),
     "stsb": GlueTask("sentence1", "sentence2", ("label",), ("pearson", "spearman"),
-                     "STS-B: similarity of two sentences from 0 to 5 (Pearson, Spearman)", kind="regression"),
+                     "STS-B: similarity of two sentences from 0 to 5 (Pearson, Spearman)", dev_size=500,
+                     kind="regression"),
     "mnli": GlueTask("premise", "hypothesis", ("entailment", "neutral", "contradiction"), ("accuracy",),
                      "MNLI: does the premise entail or contradict the hypothesis, or neither? "
-                     "(accuracy; test = matched, test_mismatched = other genres)",
+                     "(accuracy; test = matched, test_mismatched = other genres)", dev_size=1000,
                      test_split="validation_matched", extra_eval=(("test_mismatched", "validation_mismatched"),)),
     "qnli": GlueTask("question", "sentence", _NLI, ("accuracy",),
-                     "QNLI: does the Wikipedia sentence answer the question? (accuracy)"),
+                     "QNLI: does the Wikipedia sentence answer the question? (accuracy)", dev_size=1000),
     "rte": GlueTask("sentence1", "sentence2", _NLI, ("accuracy",),
-                    "RTE: does the first text entail the second? (accuracy)"),
+                    "RTE: does the first text entail the second? (accuracy)", dev_size=250),
     "wnli": GlueTask("sentence1", "sentence2", ("not_entailment", "entailment"), ("accuracy",),
-                     "WNLI: does the sentence with its pronoun resolved follow? (accuracy)"),
+                     "WNLI: does the sentence with its pronoun resolved follow? (accuracy)", dev_size=64),
 }
 
 
@@ -80,7 +83,8 @@ def load_glue_task(name: str, cfg: FinetuneConfig) -> TaskSplits:
     where = f"{cfg.hub_name} ({name})"
     train_split = _split(splits, "train", spec, where)
     label_names = _label_names(train_split, spec)
-    train_rows, dev_rows = split_train_indices(len(train_split), cfg.eval_size, cfg.train_size, cfg.seed,
+    dev_size = spec.dev_size if cfg.eval_size is None else cfg.eval_size
+    train_rows, dev_rows = split_train_indices(len(train_split), dev_size, cfg.train_size, cfg.seed,
                                                f"{where}, split train")
     task = TaskSplits(
         name=name,
