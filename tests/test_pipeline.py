@@ -293,3 +293,13 @@ def test_debug_fast_runs_every_stage_once(tmp_path, capsys):
     assert all(result["train_size"] == 32 for result in summary["finetune"].values())
     assert summary["zero_shot"]["pairs"] and set(summary["zero_shot"]["pairs"].values()) == {10}
     assert sorted(p.name for p in (run / "checkpoints").glob("*.pt"))  # a checkpoint was written
+
+
+def test_debug_fast_reads_300_documents_from_any_source(compose_config, text_corpus, tmp_path):
+    """Not only the embedded corpus (data.num_documents): a text file or hub dataset is cut too."""
+    from pretrainer.data.sources import open_corpus
+
+    big = tmp_path / "big.txt"
+    big.write_text(text_corpus.read_text() * 2)  # 600 documents
+    cfg = compose_config("debug=fast", "data=text_files", f"data.paths=[{big}]")
+    assert sum(1 for _ in open_corpus(cfg.data).documents()) == 300
