@@ -149,6 +149,12 @@ COMMANDS: dict[str, Command] = {
 
 
 
+def _validate_job(cfg: DictConfig, choices: dict) -> Config:
+    """What `run_job` checks before a job's work: a sweep runs it on every job before the first."""
+    check_optimizer_group(cfg.trainer.optimizer, choices)
+    return to_config(cfg)
+
+
 def run_job(command: Command, cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN and launch_rank() == 0:
@@ -164,8 +170,7 @@ def run_job(command: Command, cfg: DictConfig) -> None:
     try:
         record = hydra_record(run_dir, hydra_cfg.output_subdir) if _record_keeper() else contextlib.nullcontext(False)
         with record as fresh:
-            check_optimizer_group(cfg.trainer.optimizer, hydra_cfg.runtime.choices)  # this job's own choices
-            typed = to_config(cfg)
+            typed = _validate_job(cfg, hydra_cfg.runtime.choices)  # this job's own choices
             if hydra_cfg.mode == RunMode.MULTIRUN:
                 summary = _run_sweep_job(command, _as_sweep_job(typed, hydra_cfg), run_dir)
                 SWEEP_JOBS.append({"job": hydra_cfg.job.num, "overrides": hydra_cfg.job.override_dirname,
@@ -320,7 +325,7 @@ def checked_sweep(args: list[str]) -> list[list[str]]:
     except (HydraException, OmegaConfBaseException) as error:
         lines = [line.strip() for line in str(error).split("Config search path")[0].splitlines() if line.strip()]
         fail(ConfigError(f"the sweep's config does not compose: {'; '.join(lines)}"))
-    problems = invalid_jobs(CONF_DIR, jobs, to_config)
+    problems = invalid_jobs(CONF_DIR, jobs, _validate_job)
     if problems:
         print(f"pretrainer: {len(problems)} of the sweep's {len(jobs)} jobs have an invalid config; no job was run:",
               file=sys.stderr)

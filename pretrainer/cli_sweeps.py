@@ -129,9 +129,11 @@ def running_sweep() -> tuple[int | None, list[str]]:
 
 def invalid_jobs(config_dir: Path, jobs: list[list[str]], validate: Callable) -> list[str]:
     """'job N (overrides): error' for each job whose config does not compose or validate;
-    `validate(composed DictConfig)` raises on a bad config (the CLI's own typed check)."""
+    `validate(composed DictConfig, group choices)` raises on a bad config (the checks the CLI
+    runs in each job: the choices are Hydra's runtime choices, `{"trainer/optimizer": ...}`)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     from pretrainer.errors import UserError
@@ -141,7 +143,12 @@ def invalid_jobs(config_dir: Path, jobs: list[list[str]], validate: Callable) ->
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         for number, job in enumerate(jobs, start=1):
             try:
-                validate(compose("config", overrides=[o for o in job if not o.startswith("hydra.")]))
+                composed = compose("config", overrides=[o for o in job if not o.startswith("hydra.")],
+                                   return_hydra_config=True)
+                choices = dict(composed.hydra.runtime.choices)
+                with open_dict(composed):
+                    del composed["hydra"]  # as a job sees its config
+                validate(composed, choices)
             except (UserError, HydraException, OmegaConfBaseException, ValueError) as error:
                 label = " ".join(job[position] for position in swept) or "the one job"  # what varies: the job's name
                 problems.append(f"job {number} ({label}): {error}")

@@ -166,6 +166,18 @@ def test_cli_sweep_with_an_invalid_job_fails_before_any_job_runs(text_corpus, tm
     assert "job 1 of" not in result.stdout and not (tmp_path / "multirun").exists()
 
 
+def test_a_sweep_checks_each_jobs_optimizer_group_before_any_job_runs():
+    """trainer.optimizer=adamw as a key leaves t5_span's Adafactor lr: refused in the job, so
+    also in the check before the first job (the mlm job ran in full before, then this failed)."""
+    from pretrainer.cli import CONF_DIR, _validate_job
+    from pretrainer.cli_sweeps import expanded_jobs, invalid_jobs
+
+    jobs = expanded_jobs(CONF_DIR, ["-m", "objective=mlm,t5_span", "trainer.optimizer=adamw"])
+    problems = invalid_jobs(CONF_DIR, jobs, _validate_job)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("job 2 (objective=t5_span): trainer.optimizer=adamw was set as a key")
+
+
 def test_a_presets_own_sweep_is_counted_and_without_m_said_to_be_skipped(tmp_path):
     """experiment=mlm_vs_scratch sweeps seed=0,1,2 from its file: -m counts its three jobs;
     without -m the one run says that the sweep was not run."""
