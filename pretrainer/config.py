@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 
-from pretrainer.config_body import check_finetune_body
+from pretrainer.config_checks import check_data_source, check_finetune_body, check_task_source
 from pretrainer.config_columns import ColumnMaps, SplitColumns  # noqa: F401 (part of this schema)
 from pretrainer.config_evaluation import PlanConfig, ZeroShotConfig
 from pretrainer.config_tree import field_paths
@@ -233,10 +233,7 @@ class DataConfig:
         check_range("data.eval_fraction", self.eval_fraction, 0.0, 0.5)
         if self.block_size < 8:
             raise ConfigError(f"data.block_size={self.block_size} is too small (minimum 8)")
-        if self.source == "text_files" and not self.paths:
-            raise ConfigError("data=text_files needs data.paths=[file1.txt,file2.jsonl,...]")
-        if self.source == "hub" and not self.name:
-            raise ConfigError("data=hub needs data.name=<dataset name or local dataset directory>")
+        check_data_source(self)
 
 
 DECODE_ERRORS = ("strict", "replace")
@@ -304,9 +301,7 @@ class FinetuneConfig:
         if self.source == "glue":
             for task in self.tasks:
                 check_choice("finetune.tasks", task, GLUE_TASKS)
-        if self.source == "files" and self.tasks and not (self.train_file and self.test_file):
-            raise ConfigError("finetune.source=files needs finetune.train_file and finetune.test_file "
-                              "(and optionally finetune.dev_file)")
+        check_task_source(self)
         self._check_pairs_in_every_split()
         if self.eval_size is None and self.source != "glue":
             raise ConfigError("finetune.eval_size=null (each GLUE task's own dev carve) is for finetune=glue/...")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,19 @@ def test_block_longer_than_model_fails(compose_config):
 def test_missing_paths_for_text_files_is_explained(compose_config):
     with pytest.raises(Exception, match="paths"):
         compose_config("data=text_files")
+
+
+@pytest.mark.parametrize("override, source, chosen", [
+    ("data.paths=[my_corpus.txt]", "data=text_files", "synthetic corpus"),
+    ("data.name=wikitext", "data=hub", "synthetic corpus"),
+    ("data.streaming=true", "data=hub", "synthetic corpus"),
+    ("finetune.train_file=train.csv", "finetune=files", "synthetic tasks"),
+])
+def test_a_sources_own_key_without_that_source_is_refused(compose_config, override, source, chosen):
+    """Not ignored: without data=text_files, data.paths would leave the embedded corpus to be trained on."""
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}=.* is read by {source}.*add {source} .*the {chosen}"):
+        compose_config(override)
 
 
 def test_unknown_task_lists_valid_tasks(compose_config):

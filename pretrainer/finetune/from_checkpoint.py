@@ -19,7 +19,7 @@ import torch
 from tokenizers import Tokenizer
 
 from pretrainer.config import ArchConfig, Config, ConfigError
-from pretrainer.config_body import check_finetune_body
+from pretrainer.config_checks import check_finetune_body
 from pretrainer.finetune.recipe import FinetuneContext
 from pretrainer.finetune.run import body_inits, finetune_all, finetune_extras
 from pretrainer.finetune.scratch_cache import ScratchCache
