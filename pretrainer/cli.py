@@ -35,15 +35,20 @@ from omegaconf import DictConfig, OmegaConf
 from pretrainer.cli_common import check_optimizer_group, fail, run_dir_parser
 from pretrainer.cli_models import export_command, fill_mask_command, generate_command
 from pretrainer.cli_sweeps import (
+    as_sweep_job,
     check_override_keys,
+    clear_outcomes,
     config_groups,
     expanded_jobs,
     invalid_jobs,
+    job_label,
     options_first,
-    running_sweep,
+    read_outcomes,
     split_args,
     stable_sweep_dir,
+    sweep_dir_of,
     sweep_env_override,
+    write_outcome,
 )
 from pretrainer.config import Config, ConfigError
 from pretrainer.config_tree import reject_unknown_fields
@@ -158,7 +163,7 @@ def _validate_job(cfg: DictConfig, choices: dict) -> Config:
 def run_job(command: Command, cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN and launch_rank() == 0:
-        print(f"pretrainer: {_job_label(hydra_cfg)}", flush=True)
+        print(f"pretrainer: {job_label(hydra_cfg)}", flush=True)
     elif hydra_cfg.mode == RunMode.RUN and hydra_cfg.sweeper.params:
         from pretrainer.loggers import warn  # rich: not at start-up
 
@@ -172,10 +177,12 @@ def run_job(command: Command, cfg: DictConfig) -> None:
         with record as fresh:
             typed = _validate_job(cfg, hydra_cfg.runtime.choices)  # this job's own choices
             if hydra_cfg.mode == RunMode.MULTIRUN:
-                summary = _run_sweep_job(command, _as_sweep_job(typed, hydra_cfg), run_dir)
+                summary = _run_sweep_job(command, as_sweep_job(typed, hydra_cfg), run_dir)
                 SWEEP_JOBS.append({"job": hydra_cfg.job.num, "overrides": hydra_cfg.job.override_dirname,
                                    "summary": summary})
                 SWEEP_DIR[:] = [Path(hydra_cfg.sweep.dir)]
+                if launch_rank() == 0:
+                    write_outcome(run_dir, SWEEP_JOBS[-1])
             else:
                 command.run(typed, run_dir)
     except Exception as error:
@@ -192,6 +199,8 @@ def run_job(command: Command, cfg: DictConfig) -> None:
             traceback.print_exc()
         print(f"pretrainer: failed {job}", file=sys.stderr)
         FAILED_JOBS.append(job)
+        if launch_rank() == 0:
+            write_outcome(run_dir, {"job": hydra_cfg.job.num, "error": job})
 
 
 def _record_keeper() -> bool:
@@ -287,25 +296,6 @@ def has_checkpoints(run_dir: Path) -> bool:
     return bool(list_checkpoints(run_dir / "checkpoints"))
 
 
-def _job_label(hydra_cfg) -> str:
-    size, _ = running_sweep()
-    total = f" of {size}" if size else ""
-    return f"job {hydra_cfg.job.num + 1}{total} ({hydra_cfg.job.override_dirname or 'defaults'})"
-
-
-def _as_sweep_job(cfg: Config, hydra_cfg) -> Config:
-    """A sweep job's run is named by the overrides that vary across the sweep (not its whole
-    override string), and its wandb run grouped under the sweep, named by what it varies."""
-    _, varying_keys = running_sweep()
-    varying = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] in varying_keys]
-    if varying and cfg.run_name == hydra_cfg.job.override_dirname:  # the default name, not one the user gave
-        cfg.run_name = ",".join(varying)
-    if cfg.logger.group is None:
-        what = " x ".join(varying_keys) if varying_keys else "one job"
-        cfg.logger.group = f"{Path(hydra_cfg.sweep.dir).name}: {what}"
-    return cfg
-
-
 def print_sweep_configs(name: str, args: list[str]) -> None:
     """`-m ... --cfg job`: Hydra prints one config and refuses a sweep; print every job's instead."""
     options = [a for a in split_args(args)[0] if a not in ("-m", "--multirun")]
@@ -373,7 +363,12 @@ def run_hydra(name: str, args: list[str]) -> None:
     command = COMMANDS[name]
     job = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
         lambda cfg: run_job(command, cfg))
+    if multirun and launch_rank() == 0:
+        clear_outcomes(sweep_dir_of(args))
     job()
+    if multirun and launch_rank() == 0 and not SWEEP_JOBS and not FAILED_JOBS:  # the jobs ran in other processes
+        SWEEP_DIR[:] = [sweep_dir_of(args)]
+        SWEEP_JOBS[:], FAILED_JOBS[:] = read_outcomes(SWEEP_DIR[0], len(jobs))
     if SWEEP_JOBS and launch_rank() == 0:  # a distributed sweep: rank 0 reports it
         table = write_sweep_summary(SWEEP_DIR[0], SWEEP_JOBS, command.sweep_table)
         print(f"\nsweep summary (also in {SWEEP_DIR[0] / 'sweep_summary.md'}):\n{table}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -127,6 +128,26 @@ def running_sweep() -> tuple[int | None, list[str]]:
     return (int(size) if size else None), keys
 
 
+def job_label(hydra_cfg) -> str:
+    """"job 2 of 6 (objective=clm,seed=1)": a job of the running sweep, as its log names it."""
+    size, _ = running_sweep()
+    total = f" of {size}" if size else ""
+    return f"job {hydra_cfg.job.num + 1}{total} ({hydra_cfg.job.override_dirname or 'defaults'})"
+
+
+def as_sweep_job(cfg, hydra_cfg):
+    """A sweep job's run (a typed Config) is named by the overrides that vary across the sweep
+    (not its whole override string), and its wandb run grouped under the sweep, named by what it varies."""
+    _, varying_keys = running_sweep()
+    varying = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] in varying_keys]
+    if varying and cfg.run_name == hydra_cfg.job.override_dirname:  # the default name, not one the user gave
+        cfg.run_name = ",".join(varying)
+    if cfg.logger.group is None:
+        what = " x ".join(varying_keys) if varying_keys else "one job"
+        cfg.logger.group = f"{Path(hydra_cfg.sweep.dir).name}: {what}"
+    return cfg
+
+
 def invalid_jobs(config_dir: Path, jobs: list[list[str]], validate: Callable) -> list[str]:
     """'job N (overrides): error' for each job whose config does not compose or validate;
     `validate(composed DictConfig, group choices)` raises on a bad config (the checks the CLI
@@ -203,3 +224,41 @@ def config_groups(config_dir: Path) -> dict[str, list[str]]:
                                    if not any(str(path.relative_to(config_dir)).startswith(f"{other}/")
                                               for other in listed if other != group and other.startswith(group)))
     return groups
+
+
+# Each sweep job leaves its outcome in its run dir, so the command that launched the sweep can
+# report it when a launcher ran the jobs in other processes (submitit, SLURM), whose results and
+# failures never reach the launching process's memory.
+OUTCOME_FILE = ".sweep_job.json"
+
+
+def sweep_dir_of(args: list[str]) -> Path:
+    """The sweep's directory, from its (last) `hydra.sweep.dir=` override."""
+    return Path([a for a in args if a.startswith("hydra.sweep.dir=")][-1].split("=", 1)[1]).expanduser()
+
+
+def clear_outcomes(sweep_dir: Path) -> None:
+    """Before the jobs start: an earlier run of the same sweep left its outcomes here."""
+    for path in sweep_dir.glob(f"*/{OUTCOME_FILE}"):
+        path.unlink(missing_ok=True)
+
+
+def write_outcome(run_dir: Path, outcome: dict) -> None:
+    """`outcome`: {"job", "overrides", "summary"} for a job that finished, {"job", "error"} for one that failed."""
+    from pretrainer.hashing import write_text_atomic
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / OUTCOME_FILE, json.dumps(outcome, default=str))
+
+
+def read_outcomes(sweep_dir: Path, expected: int) -> tuple[list[dict], list[str]]:
+    """(the finished jobs' outcomes, a line per failed job) of a sweep run elsewhere; a job
+    that left no outcome was killed or never started, and is counted as failed."""
+    outcomes = sorted((json.loads(path.read_text()) for path in sweep_dir.glob(f"*/{OUTCOME_FILE}")),
+                      key=lambda outcome: outcome["job"])
+    finished = [outcome for outcome in outcomes if "error" not in outcome]
+    failed = [outcome["error"] for outcome in outcomes if "error" in outcome]
+    if len(outcomes) < expected:
+        failed.append(f"{expected - len(outcomes)} of {expected} jobs left no outcome in {sweep_dir}/<job>/ "
+                      "(killed, or never started: see the launcher's logs)")
+    return finished, failed

@@ -9,7 +9,15 @@ import json
 
 import pytest
 
-from pretrainer.cli_sweeps import SWEEP_ENV, running_sweep, sweep_env_override
+from pretrainer.cli_sweeps import (
+    SWEEP_ENV,
+    clear_outcomes,
+    read_outcomes,
+    running_sweep,
+    sweep_dir_of,
+    sweep_env_override,
+    write_outcome,
+)
 from tests.test_pipeline import run_cli
 
 
@@ -30,6 +38,22 @@ def test_outside_a_sweep_there_is_no_context(monkeypatch):
     assert running_sweep() == (4, [])
 
 
+def test_a_sweep_run_elsewhere_is_reported_from_the_outcomes_its_jobs_left(tmp_path):
+    """submitit/SLURM jobs run in other processes: what finished, what failed and what never
+    reported are read back from each job's outcome file, not from the launcher's memory."""
+    sweep = tmp_path / "sweep"
+    write_outcome(sweep / "1", {"job": 1, "error": "job 1 (seed=1): ConfigError: too short"})
+    write_outcome(sweep / "0", {"job": 0, "overrides": "seed=0", "summary": {"run_name": "seed=0"}})
+    finished, failed = read_outcomes(sweep, expected=3)  # job 2 was killed before it could write one
+    assert [outcome["summary"]["run_name"] for outcome in finished] == ["seed=0"]
+    assert failed == ["job 1 (seed=1): ConfigError: too short", f"1 of 3 jobs left no outcome in {sweep}/<job>/ "
+                      "(killed, or never started: see the launcher's logs)"]
+    clear_outcomes(sweep)  # a re-run of the sweep starts from none
+    assert read_outcomes(sweep, expected=2) == ([], [f"2 of 2 jobs left no outcome in {sweep}/<job>/ "
+                                                     "(killed, or never started: see the launcher's logs)"])
+    assert sweep_dir_of(["-m", "hydra.sweep.dir=a/b", "seed=0,1", f"hydra.sweep.dir={sweep}"]) == sweep
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
                     reason="needs the slurm extra (hydra-submitit-launcher)")
@@ -42,3 +66,10 @@ def test_jobs_run_by_a_launcher_in_other_processes_are_named_by_what_varies(tmp_
     assert result.returncode == 0, result.stderr[-2000:]
     summaries = [json.loads((sweep / str(job) / "summary.json").read_text()) for job in range(2)]
     assert [summary["run_name"] for summary in summaries] == ["seed=0", "seed=1"]
+    assert "seed=0" in (sweep / "sweep_summary.md").read_text()  # written by the launching process
+    # one job failing at run time (one document packs into no block): exit 1, and the failure named
+    failing = run_cli("train", "-m", "hydra/launcher=submitit_local", "debug=fast", "data.max_documents=300,1",
+                      "finetune=none", "zero_shot.suite=none", f"hydra.sweep.dir={tmp_path / 'failing'}",
+                      f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
+    assert failing.returncode == 1 and "1 job(s) of the sweep failed" in failing.stderr, failing.stderr[-2000:]
+    assert "data.max_documents=1," in failing.stderr and "packs into no training block" in failing.stderr
