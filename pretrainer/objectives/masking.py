@@ -111,7 +111,9 @@ def place_spans(num_items: np.ndarray, lengths: np.ndarray, counts: np.ndarray, 
     valid = np.arange(lengths.shape[1]) < counts[:, None]
     lengths = np.where(valid, lengths, 0)
     kept = num_items - lengths.sum(axis=1)
-    gaps = uniform_sorted_subsets(kept + 1, counts, rng)  # gap g lies before unselected item g
+    gaps = uniform_sorted_subsets(kept + 1, counts, rng)  # (B, max(counts)): gap g lies before unselected item g
+    # Back to K columns when dropped spans narrowed the widest row (the columns past a row's count are unused).
+    gaps = np.pad(gaps, ((0, 0), (0, lengths.shape[1] - gaps.shape[1])))  # (B, K)
     starts = gaps + np.cumsum(lengths, axis=1) - lengths  # + the items of the spans before
     return Spans(np.where(valid, starts, 0), lengths, counts)
 
