@@ -22,6 +22,7 @@ from pretrainer.objectives.sentence_pairs import (
     build_sentence_pairs,
     longest_document_runs,
     other_document_rows,
+    sentence_bounds,
     split_points,
 )
 from pretrainer.objectives.t5_span import _random_segmentation, noise_counts
@@ -285,15 +286,27 @@ def test_sop_cuts_after_a_uniform_sentence_end_and_swaps_consecutive_segments():
         pairs = build_sentence_pairs(blocks, "sop", SPECIAL, rng)
         content, docs = blocks.ids[:, 1:], blocks.doc_ids[:, 1:]
         starts, ends = longest_document_runs(content, docs, SPECIAL.sep)
+        ends = np.minimum(ends, starts + blocks.ids.shape[1] - 3)
+        starts, ends = sentence_bounds(content, starts, ends, np.array([PERIOD]))
         for row in range(16):
             real = pairs.input_ids[row][pairs.attention_mask[row]]
             first_sep = int(np.flatnonzero(real == SPECIAL.sep)[0])
             a, b = real[1:first_sep], real[first_sep + 1 : -1]
             earlier, later = (b, a) if pairs.labels[row] else (a, b)
-            end = min(ends[row], starts[row] + blocks.ids.shape[1] - 3)
-            assert np.concatenate([earlier, later]).tolist() == content[row, starts[row] : end].tolist()
-            if (content[row, starts[row] : end - 1] == PERIOD).any():
+            assert np.concatenate([earlier, later]).tolist() == content[row, starts[row] : ends[row]].tolist()
+            if (content[row, starts[row] : ends[row] - 1] == PERIOD).any():
                 assert earlier[-1] == PERIOD  # cut after a sentence end when the run has one
+
+
+def test_sentence_bounds_trim_a_run_to_its_whole_sentences():
+    P, sep = PERIOD, SPECIAL.sep
+    ids = np.array([[30, P, 31, 32, P, 33, 34, sep, 35],   # block start mid-sentence: from after the first "."
+                    [sep, 30, 31, P, 32, P, 33, 34, 35],   # a document's start (after [SEP]) begins a sentence
+                    [sep, 30, 31, 32, 33, 34, 35, 36, 37],  # no sentence end: kept whole
+                    [30, 31, 32, P, 33, 34, 35, 36, 37]])  # one sentence end, mid-sentence start: too little left
+    starts, ends = np.array([0, 1, 1, 0]), np.array([7, 9, 9, 9])
+    trimmed = sentence_bounds(ids, starts, ends, np.array([P]))
+    assert [list(pair) for pair in zip(*trimmed, strict=True)] == [[2, 5], [1, 6], [1, 9], [0, 9]]
 
 
 def test_split_points_and_negative_partners_are_uniform():

@@ -235,6 +235,27 @@ def test_sentence_pairs_are_balanced_and_negatives_are_what_the_paper_says(task)
     assert np.mean(labels) == pytest.approx(0.5, abs=0.08)
 
 
+@pytest.mark.parametrize("task", ["nsp", "sop"])
+def test_the_pair_label_does_not_show_in_how_segments_end_or_how_long_they_are(task):
+    """BERT's segments are whole sentences: a random B or a swapped pair ends with a sentence end
+    as often as a true pair does, and a random B is about as long as the true B it replaces
+    (a random B cut to length ended mid-sentence: label readable off its last token)."""
+    rng = np.random.default_rng(3)
+    ends_with_period, lengths = {0: [], 1: []}, {0: [], 1: []}
+    for _ in range(60):
+        blocks, _ = text_blocks(rng, batch=16)
+        pairs = build_sentence_pairs(blocks, task, SPECIAL, rng)
+        for row in range(16):
+            seg_a, seg_b = _segments(pairs.input_ids[row], pairs.token_type_ids[row])
+            label = int(pairs.labels[row])
+            ends_with_period[label] += [seg_a[-1] == PERIOD, seg_b[-1] == PERIOD]
+            lengths[label].append(len(seg_b))
+    # ~480 pairs a label: a share's std is <= 0.016, a mean length's (std ~20 tokens) about 1 token
+    assert np.mean(ends_with_period[0]) == pytest.approx(np.mean(ends_with_period[1]), abs=0.06)
+    assert np.mean(ends_with_period[0]) > 0.9
+    assert np.mean(lengths[0]) == pytest.approx(np.mean(lengths[1]), abs=4)
+
+
 def _segments(ids: np.ndarray, types: np.ndarray) -> tuple[list[int], list[int]]:
     """[CLS] A [SEP] B [SEP] [PAD]... -> (A, B), checking the token types on the way."""
     real = ids[ids != SPECIAL.pad]

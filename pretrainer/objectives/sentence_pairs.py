@@ -8,6 +8,12 @@ longest single-document run of the block, cut at a sentence end when there is on
   another block of the batch, uniformly among those whose run is another document
   (label 1 = random, 0 = actual next);
 - `sop`: half the time A and B are swapped (label 1 = swapped, 0 = in order).
+As in BERT, whose segments are runs of whole sentences, every segment starts at a sentence
+start and ends at a sentence end wherever its run has them: the run is trimmed to its whole
+sentences, and a random next segment starts at a random sentence and stops at the last
+sentence end that fits. Otherwise the label shows on the surface: a random B cut to length
+ended mid-sentence (13% ended with "." against 73% of true ones), and a swapped SOP pair's A
+was the one that could end mid-sentence.
 MLM masking then runs on the rebuilt sequence; the loss is MLM + pair loss, and both
 parts are reported. The pairs of a micro-batch are built at once, with numpy over (B, T)
 arrays: collation runs for every micro-batch and must stay far below a training step.
@@ -79,6 +85,53 @@ def split_points(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, sentence
     return uniform_true_position(np.where(after_sentence.any(axis=1, keepdims=True), after_sentence, inside), rng)
 
 
+def sentence_bounds(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                    sentence_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of (B,) runs trimmed to their whole sentences: from the first sentence start
+    (the run's start when a separator precedes it, else the token after its first sentence end)
+    to just after its last sentence end. A run with no whole sentence (no sentence end after its
+    first sentence start) is kept as it is. A run at the start of a block may begin
+    mid-sentence (the block cut the document)."""
+    position = np.arange(ids.shape[1])
+    inside = (position >= starts[:, None]) & (position < ends[:, None])  # (B, n)
+    is_end = np.isin(ids, sentence_ends) & inside
+    begins = np.zeros_like(inside)
+    begins[:, 1:] = np.isin(ids[:, :-1], sentence_ends)
+    begins |= (position == starts[:, None]) & (starts[:, None] > 0)  # a document's first token
+    begins &= inside
+    first = np.where(begins.any(axis=1), np.argmax(begins, axis=1), starts)
+    is_end &= position >= first[:, None]
+    last = ids.shape[1] - np.argmax(is_end[:, ::-1], axis=1)  # one past the last sentence end
+    whole = is_end.any(axis=1) & (last - first >= 2)
+    return np.where(whole, first, starts), np.where(whole, last, ends)
+
+
+def nearest_sentence_lengths(ids: np.ndarray, segments: Segments, wanted: np.ndarray,
+                             sentence_ends: np.ndarray) -> np.ndarray:
+    """(B,) per segment, the length ending just after the sentence end nearest to `wanted` (B,)
+    tokens within its `length` (its whole length where it holds no sentence end). Nearest, not
+    the last one before: a random next segment is then as long as the true one on average."""
+    offsets = np.arange(ids.shape[1])
+    columns = np.clip(segments.start[:, None] + offsets, 0, ids.shape[1] - 1)
+    is_end = np.isin(ids[segments.row[:, None], columns], sentence_ends) & (offsets < segments.length[:, None])
+    distance = np.where(is_end, np.abs(offsets + 1 - wanted[:, None]), np.iinfo(np.int64).max)
+    return np.where(is_end.any(axis=1), np.argmin(distance, axis=1) + 1, segments.length)
+
+
+def random_sentence_starts(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, room: np.ndarray,
+                           sentence_ends: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(B,) a uniformly random sentence start in each run [start, end) among those leaving
+    `room` (B,) tokens before its end (as BERT draws the random document's first sentence); the
+    run's start when none does."""
+    position = np.arange(ids.shape[1])
+    candidates = np.zeros(ids.shape, dtype=bool)
+    candidates[:, 1:] = np.isin(ids[:, :-1], sentence_ends)
+    candidates[np.arange(len(starts)), starts] = True
+    candidates &= (position >= starts[:, None]) & (position <= ends[:, None] - room[:, None])
+    candidates[~candidates.any(axis=1), starts[~candidates.any(axis=1)]] = True
+    return uniform_true_position(candidates, rng)
+
+
 def uniform_true_position(candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(B,) a uniformly random True position of each row of (B, n) `candidates` (each has one)."""
     counts = candidates.sum(axis=1)
@@ -104,7 +157,9 @@ def build_sentence_pairs(blocks: BlockBatch, task: str, special: SpecialIds, rng
     ends = np.minimum(ends, starts + T - 3)  # room for [CLS] A [SEP] B [SEP]
     if (ends - starts < 2).any():
         raise ValueError("a block has no two-token stretch of one document; NSP/SOP need longer documents")
-    cuts = split_points(content, starts, ends, np.asarray(special.sentence_ends, dtype=np.int64), rng)
+    sentence_ends = np.asarray(special.sentence_ends, dtype=np.int64)
+    starts, ends = sentence_bounds(content, starts, ends, sentence_ends)
+    cuts = split_points(content, starts, ends, sentence_ends, rng)
     first, second = Segments(rows, starts, cuts - starts), Segments(rows, cuts, ends - cuts)
     run_docs = docs[rows, starts]
     flipped = rng.random(B) < 0.5  # (B,) rows that get the negative example
@@ -116,7 +171,11 @@ def build_sentence_pairs(blocks: BlockBatch, task: str, special: SpecialIds, rng
         partner = other_document_rows(run_docs, rng)
         labels = flipped & (partner >= 0)  # a batch of one document keeps the true next segment
         partner = np.where(labels, partner, rows)
-        random_next = Segments(partner, starts[partner], np.minimum(ends[partner] - starts[partner], second.length))
+        begin = random_sentence_starts(content[partner], starts[partner], ends[partner], second.length,
+                                       sentence_ends, rng)
+        room = np.minimum(ends[partner] - begin, T - 3 - first.length)  # within its run and the block
+        random_next = Segments(partner, begin, room)
+        random_next.length = nearest_sentence_lengths(content, random_next, second.length, sentence_ends)
         second = _where(labels, random_next, second)
         doc_b = run_docs[partner]
     return _write_pairs(content, first, second, T, special, labels, run_docs, doc_b)
