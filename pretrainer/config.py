@@ -98,6 +98,8 @@ class ArchConfig:
     positions: str = "learned"
     relative_buckets: int = 32  # t5_relative_bias: buckets of relative distance ...
     relative_max_distance: int = 128  # ... logarithmic up to this distance
+    # ... in a decoder, also for keys to the right (T5's prefix LM; objective=prefix_lm sets it: its prefix sees right)
+    relative_bidirectional: bool = False
     activation: str = "gelu"  # gelu (exact) | relu | swiglu | geglu (gated, GELU tanh form as T5 v1.1)
     bias: bool = True  # biases in attention, feed-forward and LayerNorm (T5 and LLaMA have none)
     init_std: float = 0.02
@@ -479,6 +481,8 @@ def check_cross_group(cfg: Config) -> None:
             f"objective={cfg.objective.name} cannot train arch={cfg.arch.name}; "
             f"compatible architectures: {', '.join(compatible)}"
         )
+    if cfg.arch.relative_bidirectional and cfg.arch.name != "decoder":  # encoder: always; T5's decoder: never
+        raise ConfigError(f"arch.relative_bidirectional applies to arch=decoder, not arch={cfg.arch.name}")
     if cfg.arch.segment_embeddings and cfg.arch.name == "encoder_decoder":
         raise ConfigError("arch.segment_embeddings applies to arch=encoder or arch=decoder, not encoder_decoder")
     if cfg.objective.name in ("mlm_nsp", "mlm_sop") and not cfg.arch.segment_embeddings:

@@ -134,6 +134,13 @@ def test_incompatible_objective_and_arch_names_compatible_archs(compose_config, 
     assert all(name in message for name in OBJECTIVE_ARCHS[objective])
 
 
+def test_prefix_lm_gives_t5_buckets_to_the_right_and_only_a_decoder_takes_them(compose_config):
+    assert compose_config("objective=prefix_lm").arch.relative_bidirectional
+    assert not compose_config("objective=clm").arch.relative_bidirectional
+    with pytest.raises(ConfigError, match="relative_bidirectional applies to arch=decoder, not arch=encoder_decoder"):
+        compose_config("objective=t5_span", "arch.relative_bidirectional=true")  # HF T5's decoder: one-directional
+
+
 def test_block_longer_than_model_fails(compose_config):
     with pytest.raises(ConfigError, match="exceeds arch.max_len"):
         compose_config("data.block_size=256", "arch.max_len=128")

@@ -7,6 +7,8 @@ length distribution or split is caught.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -298,6 +300,33 @@ def test_prefix_lm_attention_sees_the_whole_prefix_but_no_later_suffix_token():
     assert changed_positions(7) == set(range(20))  # a prefix token is seen by every position
     assert changed_positions(12) == set(range(12, 20))  # a suffix token only by itself and later ones
     assert changed_positions(8) == set(range(8, 20))  # the first suffix token is already causal
+
+
+@pytest.mark.parametrize("positions", ["t5_relative_bias", "alibi", "rotary"])
+def test_a_prefix_token_tells_the_order_of_its_right_hand_neighbours(positions):
+    """Reversing prefix tokens 2..7 changes what tokens 0 and 1 see. With T5's bias a causal
+    stack's one-directional buckets put every key to the right in one bucket (the outputs
+    moved by 2e-7); prefix_lm's arch.relative_bidirectional gives the right its own buckets."""
+    torch.manual_seed(0)
+    ids = torch.randint(5, VOCAB, (1, 12))
+    reversed_ids = ids.clone()
+    reversed_ids[0, 2:8] = ids[0, 2:8].flip(0)
+    prefix = torch.tensor([8])
+
+    def shift(**overrides) -> float:
+        torch.manual_seed(1)
+        body = TransformerBody(replace(arch("decoder"), positions=positions, **overrides), VOCAB).eval()
+        with torch.no_grad():
+            for parameter in body.parameters():  # T5's bias starts at zero; give every bucket its own value
+                parameter.add_(0.1 * torch.randn_like(parameter))
+            outputs = body(ids, prefix_lengths=prefix), body(reversed_ids, prefix_lengths=prefix)
+        return float((outputs[0] - outputs[1])[0, :2].abs().max())
+
+    if positions == "t5_relative_bias":
+        assert shift(relative_bidirectional=True) > 1e-3
+        assert shift() < 1e-5  # a plain decoder's one-directional buckets: no order to the right
+    else:  # ALiBi (symmetric in the prefix) and rotary see it as they are
+        assert shift() > 1e-3
 
 
 def test_prefix_lm_predicts_only_after_the_prefix_and_prefix_lengths_are_uniform():

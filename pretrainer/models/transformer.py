@@ -138,7 +138,9 @@ class TransformerStack(nn.Module):
         directional = cfg.positions == "alibi_directional" and not causal
         self.register_buffer("alibi_looks_right", alibi_directions(cfg.n_head) if directional else None,
                              persistent=False)
-        self.relative_bias = (RelativePositionBias(cfg.n_head, not causal, cfg.relative_buckets,
+        # A causal stack's buckets are one-directional, unless some of its queries see to their right.
+        self.relative_bias = (RelativePositionBias(cfg.n_head, not causal or cfg.relative_bidirectional,
+                                                   cfg.relative_buckets,
                                                    cfg.relative_max_distance)
                               if cfg.positions == "t5_relative_bias" else None)
         # Post-LN (BERT) normalises the embeddings; pre-LN normalises the last block's output.
