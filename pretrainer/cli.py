@@ -177,12 +177,14 @@ def run_job(command: Command, cfg: DictConfig) -> None:
         with record as fresh:
             typed = _validate_job(cfg, hydra_cfg.runtime.choices)  # this job's own choices
             if hydra_cfg.mode == RunMode.MULTIRUN:
+                failures = len(FAILED_JOBS)
                 summary = _run_sweep_job(command, as_sweep_job(typed, hydra_cfg), run_dir)
                 SWEEP_JOBS.append({"job": hydra_cfg.job.num, "overrides": hydra_cfg.job.override_dirname,
                                    "summary": summary})
                 SWEEP_DIR[:] = [Path(hydra_cfg.sweep.dir)]
-                if launch_rank() == 0:
-                    write_outcome(run_dir, SWEEP_JOBS[-1])
+                if launch_rank() == 0:  # a job skipped as diverged earlier has a summary and a failure
+                    write_outcome(run_dir, SWEEP_JOBS[-1] | ({"error": FAILED_JOBS[-1]}
+                                                             if len(FAILED_JOBS) > failures else {}))
             else:
                 command.run(typed, run_dir)
     except Exception as error:
@@ -363,12 +365,19 @@ def run_hydra(name: str, args: list[str]) -> None:
     command = COMMANDS[name]
     job = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
         lambda cfg: run_job(command, cfg))
-    if multirun and launch_rank() == 0:
-        clear_outcomes(sweep_dir_of(args))
-    job()
-    if multirun and launch_rank() == 0 and not SWEEP_JOBS and not FAILED_JOBS:  # the jobs ran in other processes
-        SWEEP_DIR[:] = [sweep_dir_of(args)]
-        SWEEP_JOBS[:], FAILED_JOBS[:] = read_outcomes(SWEEP_DIR[0], len(jobs))
+    outcomes = sweep_dir_of(args) if multirun and launch_rank() == 0 else None  # None: an interpolated dir
+    if outcomes is not None:
+        clear_outcomes(outcomes)
+    stopped = []
+    try:
+        job()
+    except SystemExit as launcher_exit:  # submitit's launcher exits when a job was killed (a timeout, OOM)
+        if outcomes is None or SWEEP_JOBS or FAILED_JOBS or launcher_exit.code in (0, None):
+            raise
+        stopped = [f"the launcher stopped (exit code {launcher_exit.code}): a job was killed or lost"]
+    if outcomes is not None and not SWEEP_JOBS and not FAILED_JOBS:  # the jobs ran in other processes
+        finished, failed = read_outcomes(outcomes, len(jobs))
+        SWEEP_DIR[:], SWEEP_JOBS[:], FAILED_JOBS[:] = [outcomes], finished, [*failed, *stopped]
     if SWEEP_JOBS and launch_rank() == 0:  # a distributed sweep: rank 0 reports it
         table = write_sweep_summary(SWEEP_DIR[0], SWEEP_JOBS, command.sweep_table)
         print(f"\nsweep summary (also in {SWEEP_DIR[0] / 'sweep_summary.md'}):\n{table}")

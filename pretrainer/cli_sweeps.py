@@ -232,9 +232,11 @@ def config_groups(config_dir: Path) -> dict[str, list[str]]:
 OUTCOME_FILE = ".sweep_job.json"
 
 
-def sweep_dir_of(args: list[str]) -> Path:
-    """The sweep's directory, from its (last) `hydra.sweep.dir=` override."""
-    return Path([a for a in args if a.startswith("hydra.sweep.dir=")][-1].split("=", 1)[1]).expanduser()
+def sweep_dir_of(args: list[str]) -> Path | None:
+    """The sweep's directory, from its (last) `hydra.sweep.dir=` override; None when it holds an
+    interpolation (`${now:...}`), which only the jobs resolve."""
+    value = [a for a in args if a.startswith("hydra.sweep.dir=")][-1].split("=", 1)[1]
+    return None if "${" in value else Path(value).expanduser()
 
 
 def clear_outcomes(sweep_dir: Path) -> None:
@@ -244,7 +246,8 @@ def clear_outcomes(sweep_dir: Path) -> None:
 
 
 def write_outcome(run_dir: Path, outcome: dict) -> None:
-    """`outcome`: {"job", "overrides", "summary"} for a job that finished, {"job", "error"} for one that failed."""
+    """`outcome`: {"job", "overrides", "summary"} for a job that finished, {"job", "error"} for one
+    that failed, both for a finished one counted as failed (a run that diverged earlier)."""
     from pretrainer.hashing import write_text_atomic
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -256,8 +259,8 @@ def read_outcomes(sweep_dir: Path, expected: int) -> tuple[list[dict], list[str]
     that left no outcome was killed or never started, and is counted as failed."""
     outcomes = sorted((json.loads(path.read_text()) for path in sweep_dir.glob(f"*/{OUTCOME_FILE}")),
                       key=lambda outcome: outcome["job"])
-    finished = [outcome for outcome in outcomes if "error" not in outcome]
-    failed = [outcome["error"] for outcome in outcomes if "error" in outcome]
+    finished = [outcome for outcome in outcomes if "summary" in outcome]
+    failed = [outcome["error"] for outcome in outcomes if "error" in outcome]  # with a summary: skipped as diverged
     if len(outcomes) < expected:
         failed.append(f"{expected - len(outcomes)} of {expected} jobs left no outcome in {sweep_dir}/<job>/ "
                       "(killed, or never started: see the launcher's logs)")

@@ -48,10 +48,42 @@ def test_a_sweep_run_elsewhere_is_reported_from_the_outcomes_its_jobs_left(tmp_p
     assert [outcome["summary"]["run_name"] for outcome in finished] == ["seed=0"]
     assert failed == ["job 1 (seed=1): ConfigError: too short", f"1 of 3 jobs left no outcome in {sweep}/<job>/ "
                       "(killed, or never started: see the launcher's logs)"]
+    write_outcome(sweep / "2", {"job": 2, "overrides": "seed=2", "summary": {"run_name": "seed=2"},
+                                "error": "runs/x: diverged earlier: loss is nan"})  # skipped, still a failure
+    finished, failed = read_outcomes(sweep, expected=3)
+    assert [outcome["job"] for outcome in finished] == [0, 2] and failed[-1] == "runs/x: diverged earlier: loss is nan"
     clear_outcomes(sweep)  # a re-run of the sweep starts from none
     assert read_outcomes(sweep, expected=2) == ([], [f"2 of 2 jobs left no outcome in {sweep}/<job>/ "
                                                      "(killed, or never started: see the launcher's logs)"])
     assert sweep_dir_of(["-m", "hydra.sweep.dir=a/b", "seed=0,1", f"hydra.sweep.dir={sweep}"]) == sweep
+    assert sweep_dir_of(["-m", "hydra.sweep.dir=multirun/${now:%H-%M}"]) is None  # only the jobs resolve it
+
+
+def test_a_launcher_that_stops_on_a_killed_job_still_gets_the_sweep_reported(tmp_path, monkeypatch, capsys):
+    """submitit's launcher raises (Hydra exits 1) when a job was killed: the jobs that finished
+    are still summarised and the lost one named, from their outcome files."""
+    from pretrainer import cli
+
+    sweep = tmp_path / "sweep"
+
+    def submitit_like(**_):
+        def decorate(_job):
+            def launch():  # job 0 ran in another process; job 1 was killed before writing its outcome
+                summary = {"run_name": "seed=0", "pretrain": {"final_eval_loss": 3.5}, "wall_time_s": 9.0}
+                write_outcome(sweep / "0", {"job": 0, "overrides": "seed=0", "summary": summary})
+                raise SystemExit(1)
+            return launch
+        return decorate
+
+    monkeypatch.setattr(cli.hydra, "main", submitit_like)
+    for name in ("SWEEP_JOBS", "FAILED_JOBS", "SWEEP_DIR"):  # this process's own record: none, as under submitit
+        monkeypatch.setattr(cli, name, [])
+    with pytest.raises(SystemExit) as exited:
+        cli.run_hydra("train", ["-m", "seed=0,1", "finetune=none", f"hydra.sweep.dir={sweep}"])
+    assert exited.value.code == 1
+    stderr = capsys.readouterr().err
+    assert "1 of 2 jobs left no outcome" in stderr and "the launcher stopped (exit code 1)" in stderr
+    assert "seed=0" in (sweep / "sweep_summary.md").read_text()
 
 
 @pytest.mark.slow

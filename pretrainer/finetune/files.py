@@ -3,8 +3,9 @@
 The format follows the extension: `.csv` (comma, RFC 4180 quoting), `.tsv` (tab, no quoting:
 a quote character is text, as in the original GLUE files) or `.jsonl` (an object per line).
 Files are read with the standard library, so any size works (a field too: csv's 131,072-character
-cap is raised) and there is nothing to install. Quoting is read strictly: a quote left open is an error
-naming the line its record starts on, not a field that swallows the rest of the file.
+cap is raised) and there is nothing to install. Quoting is read strictly: a quote left open, or text after
+a closing quote (`"y" z`), is an error naming the line its record starts on, not a field that
+swallows the rest of the file or silently loses a character.
 Columns `text_a_column`, optional `text_b_column` (pairs) and `label_column` are mapped onto
 examples according to `task_type` (a split whose file names them differently has its own map:
 `finetune.columns.test.text_a=content`):
