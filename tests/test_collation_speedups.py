@@ -287,7 +287,7 @@ def test_sop_cuts_after_a_uniform_sentence_end_and_swaps_consecutive_segments():
         content, docs = blocks.ids[:, 1:], blocks.doc_ids[:, 1:]
         starts, ends = longest_document_runs(content, docs, SPECIAL.sep)
         ends = np.minimum(ends, starts + blocks.ids.shape[1] - 3)
-        starts, ends = sentence_bounds(content, starts, ends, np.array([PERIOD]))
+        starts, ends = sentence_bounds(content == PERIOD, starts, ends)
         for row in range(16):
             real = pairs.input_ids[row][pairs.attention_mask[row]]
             first_sep = int(np.flatnonzero(real == SPECIAL.sep)[0])
@@ -305,19 +305,19 @@ def test_sentence_bounds_trim_a_run_to_its_whole_sentences():
                     [sep, 30, 31, 32, 33, 34, 35, 36, 37],  # no sentence end: kept whole
                     [30, 31, 32, P, 33, 34, 35, 36, 37]])  # one sentence end, mid-sentence start: too little left
     starts, ends = np.array([0, 1, 1, 0]), np.array([7, 9, 9, 9])
-    trimmed = sentence_bounds(ids, starts, ends, np.array([P]))
+    trimmed = sentence_bounds(ids == P, starts, ends)
     assert [list(pair) for pair in zip(*trimmed, strict=True)] == [[2, 5], [1, 6], [1, 9], [0, 9]]
 
 
 def test_split_points_and_negative_partners_are_uniform():
     rng = np.random.default_rng(10)
     row = np.array([30, PERIOD, 31, PERIOD, 32, 33, PERIOD, 34])  # cuts after the periods: 2, 4, 7
-    cuts = split_points(np.tile(row, (3000, 1)), np.zeros(3000, np.int64), np.full(3000, 8), np.array([PERIOD]), rng)
+    cuts = split_points(np.tile(row, (3000, 1)) == PERIOD, np.zeros(3000, np.int64), np.full(3000, 8), rng)
     # Three cuts over 3000 rows: each share's std is 0.009; 0.04 is > 4 sigma.
     assert np.abs(np.bincount(cuts, minlength=8)[[2, 4, 7]] / 3000 - 1 / 3).max() < 0.04
     assert np.bincount(cuts, minlength=8).sum() == np.bincount(cuts, minlength=8)[[2, 4, 7]].sum()
-    without_periods = split_points(np.tile([30, 31, 32, 33], (2000, 1)), np.zeros(2000, np.int64),
-                                   np.full(2000, 4), np.array([PERIOD]), rng)
+    without_periods = split_points(np.tile([30, 31, 32, 33], (2000, 1)) == PERIOD, np.zeros(2000, np.int64),
+                                   np.full(2000, 4), rng)
     assert set(without_periods.tolist()) == {1, 2, 3}  # anywhere inside the run
     partners = np.stack([other_document_rows(np.array([7, 7, 8, 9]), rng) for _ in range(2000)])  # (2000, 4)
     assert set(partners[:, 0].tolist()) == {2, 3} and set(partners[:, 2].tolist()) == {0, 1, 3}

@@ -73,59 +73,57 @@ def longest_document_runs(ids: np.ndarray, docs: np.ndarray, sep_id: int) -> tup
     return starts, starts + lengths
 
 
-def split_points(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, sentence_ends: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
+def follows_sentence_end(is_end: np.ndarray) -> np.ndarray:
+    """(B, n) bool: the token right after a sentence end (`is_end` (B, n)), where a sentence starts."""
+    after = np.zeros_like(is_end)
+    after[:, 1:] = is_end[:, :-1]
+    return after
+
+
+def split_points(is_end: np.ndarray, starts: np.ndarray, ends: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(B,) cuts in (start, end): after a uniformly random sentence end inside the run, else
-    anywhere inside it, uniformly."""
-    position = np.arange(ids.shape[1])
+    anywhere inside it, uniformly. `is_end` (B, n): which tokens end a sentence."""
+    position = np.arange(is_end.shape[1])
     inside = (position > starts[:, None]) & (position < ends[:, None])  # (B, n) possible cuts
-    after_sentence = inside.copy()
-    after_sentence[:, 0] = False
-    after_sentence[:, 1:] &= np.isin(ids[:, :-1], sentence_ends)
+    after_sentence = inside & follows_sentence_end(is_end)
     return uniform_true_position(np.where(after_sentence.any(axis=1, keepdims=True), after_sentence, inside), rng)
 
 
-def sentence_bounds(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                    sentence_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sentence_bounds(is_end: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of (B,) runs trimmed to their whole sentences: from the first sentence start
     (the run's start when a separator precedes it, else the token after its first sentence end)
     to just after its last sentence end. A run with no whole sentence (no sentence end after its
     first sentence start) is kept as it is. A run at the start of a block may begin
-    mid-sentence (the block cut the document)."""
-    position = np.arange(ids.shape[1])
+    mid-sentence (the block cut the document). `is_end` (B, n): which tokens end a sentence."""
+    position = np.arange(is_end.shape[1])
     inside = (position >= starts[:, None]) & (position < ends[:, None])  # (B, n)
-    is_end = np.isin(ids, sentence_ends) & inside
-    begins = np.zeros_like(inside)
-    begins[:, 1:] = np.isin(ids[:, :-1], sentence_ends)
-    begins |= (position == starts[:, None]) & (starts[:, None] > 0)  # a document's first token
+    begins = follows_sentence_end(is_end) | ((position == starts[:, None]) & (starts[:, None] > 0))  # or a doc's first
     begins &= inside
     first = np.where(begins.any(axis=1), np.argmax(begins, axis=1), starts)
-    is_end &= position >= first[:, None]
-    last = ids.shape[1] - np.argmax(is_end[:, ::-1], axis=1)  # one past the last sentence end
-    whole = is_end.any(axis=1) & (last - first >= 2)
+    ends_inside = is_end & inside & (position >= first[:, None])
+    last = is_end.shape[1] - np.argmax(ends_inside[:, ::-1], axis=1)  # one past the last sentence end
+    whole = ends_inside.any(axis=1) & (last - first >= 2)
     return np.where(whole, first, starts), np.where(whole, last, ends)
 
 
-def nearest_sentence_lengths(ids: np.ndarray, segments: Segments, wanted: np.ndarray,
-                             sentence_ends: np.ndarray) -> np.ndarray:
+def nearest_sentence_lengths(is_end: np.ndarray, segments: Segments, wanted: np.ndarray) -> np.ndarray:
     """(B,) per segment, the length ending just after the sentence end nearest to `wanted` (B,)
     tokens within its `length` (its whole length where it holds no sentence end). Nearest, not
     the last one before: a random next segment is then as long as the true one on average."""
-    offsets = np.arange(ids.shape[1])
-    columns = np.clip(segments.start[:, None] + offsets, 0, ids.shape[1] - 1)
-    is_end = np.isin(ids[segments.row[:, None], columns], sentence_ends) & (offsets < segments.length[:, None])
-    distance = np.where(is_end, np.abs(offsets + 1 - wanted[:, None]), np.iinfo(np.int64).max)
-    return np.where(is_end.any(axis=1), np.argmin(distance, axis=1) + 1, segments.length)
+    offsets = np.arange(is_end.shape[1])
+    columns = np.clip(segments.start[:, None] + offsets, 0, is_end.shape[1] - 1)
+    ends_inside = is_end[segments.row[:, None], columns] & (offsets < segments.length[:, None])
+    distance = np.where(ends_inside, np.abs(offsets + 1 - wanted[:, None]), np.iinfo(np.int64).max)
+    return np.where(ends_inside.any(axis=1), np.argmin(distance, axis=1) + 1, segments.length)
 
 
-def random_sentence_starts(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, room: np.ndarray,
-                           sentence_ends: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def random_sentence_starts(is_end: np.ndarray, starts: np.ndarray, ends: np.ndarray, room: np.ndarray,
+                           rng: np.random.Generator) -> np.ndarray:
     """(B,) a uniformly random sentence start in each run [start, end) among those leaving
     `room` (B,) tokens before its end (as BERT draws the random document's first sentence); the
     run's start when none does."""
-    position = np.arange(ids.shape[1])
-    candidates = np.zeros(ids.shape, dtype=bool)
-    candidates[:, 1:] = np.isin(ids[:, :-1], sentence_ends)
+    position = np.arange(is_end.shape[1])
+    candidates = follows_sentence_end(is_end)
     candidates[np.arange(len(starts)), starts] = True
     candidates &= (position >= starts[:, None]) & (position <= ends[:, None] - room[:, None])
     candidates[~candidates.any(axis=1), starts[~candidates.any(axis=1)]] = True
@@ -157,9 +155,9 @@ def build_sentence_pairs(blocks: BlockBatch, task: str, special: SpecialIds, rng
     ends = np.minimum(ends, starts + T - 3)  # room for [CLS] A [SEP] B [SEP]
     if (ends - starts < 2).any():
         raise ValueError("a block has no two-token stretch of one document; NSP/SOP need longer documents")
-    sentence_ends = np.asarray(special.sentence_ends, dtype=np.int64)
-    starts, ends = sentence_bounds(content, starts, ends, sentence_ends)
-    cuts = split_points(content, starts, ends, sentence_ends, rng)
+    is_end = np.isin(content, np.asarray(special.sentence_ends, dtype=np.int64))  # (B, n), for every step below
+    starts, ends = sentence_bounds(is_end, starts, ends)
+    cuts = split_points(is_end, starts, ends, rng)
     first, second = Segments(rows, starts, cuts - starts), Segments(rows, cuts, ends - cuts)
     run_docs = docs[rows, starts]
     flipped = rng.random(B) < 0.5  # (B,) rows that get the negative example
@@ -171,11 +169,10 @@ def build_sentence_pairs(blocks: BlockBatch, task: str, special: SpecialIds, rng
         partner = other_document_rows(run_docs, rng)
         labels = flipped & (partner >= 0)  # a batch of one document keeps the true next segment
         partner = np.where(labels, partner, rows)
-        begin = random_sentence_starts(content[partner], starts[partner], ends[partner], second.length,
-                                       sentence_ends, rng)
+        begin = random_sentence_starts(is_end[partner], starts[partner], ends[partner], second.length, rng)
         room = np.minimum(ends[partner] - begin, T - 3 - first.length)  # within its run and the block
         random_next = Segments(partner, begin, room)
-        random_next.length = nearest_sentence_lengths(content, random_next, second.length, sentence_ends)
+        random_next.length = nearest_sentence_lengths(is_end, random_next, second.length)
         second = _where(labels, random_next, second)
         doc_b = run_docs[partner]
     return _write_pairs(content, first, second, T, special, labels, run_docs, doc_b)
