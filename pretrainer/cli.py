@@ -172,19 +172,16 @@ def run_job(command: Command, cfg: DictConfig) -> None:
              "add -m to run every job of it")
     run_dir = Path(hydra_cfg.runtime.output_dir)
     fresh = False  # whether this command started the run dir (and so may remove it if refused)
+    failures, finished = len(FAILED_JOBS), len(SWEEP_JOBS)  # what this job adds to them is its outcome
     try:
         record = hydra_record(run_dir, hydra_cfg.output_subdir) if _record_keeper() else contextlib.nullcontext(False)
         with record as fresh:
             typed = _validate_job(cfg, hydra_cfg.runtime.choices)  # this job's own choices
             if hydra_cfg.mode == RunMode.MULTIRUN:
-                failures = len(FAILED_JOBS)
                 summary = _run_sweep_job(command, as_sweep_job(typed, hydra_cfg), run_dir)
                 SWEEP_JOBS.append({"job": hydra_cfg.job.num, "overrides": hydra_cfg.job.override_dirname,
                                    "summary": summary})
                 SWEEP_DIR[:] = [Path(hydra_cfg.sweep.dir)]
-                if launch_rank() == 0:  # a job skipped as diverged earlier has a summary and a failure
-                    write_outcome(run_dir, SWEEP_JOBS[-1] | ({"error": FAILED_JOBS[-1]}
-                                                             if len(FAILED_JOBS) > failures else {}))
             else:
                 command.run(typed, run_dir)
     except Exception as error:
@@ -201,8 +198,10 @@ def run_job(command: Command, cfg: DictConfig) -> None:
             traceback.print_exc()
         print(f"pretrainer: failed {job}", file=sys.stderr)
         FAILED_JOBS.append(job)
-        if launch_rank() == 0:
-            write_outcome(run_dir, {"job": hydra_cfg.job.num, "error": job})
+    if hydra_cfg.mode == RunMode.MULTIRUN and launch_rank() == 0:  # for a launcher that ran it elsewhere
+        # A summary, an error, or both (a job skipped as diverged earlier).
+        write_outcome(run_dir, {"job": hydra_cfg.job.num, **(SWEEP_JOBS[-1] if len(SWEEP_JOBS) > finished else {}),
+                                **({"error": FAILED_JOBS[-1]} if len(FAILED_JOBS) > failures else {})})
 
 
 def _record_keeper() -> bool:
