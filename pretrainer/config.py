@@ -305,8 +305,6 @@ class FinetuneConfig:
                 check_choice("finetune.tasks", task, GLUE_TASKS)
         check_task_source(self)
         self._check_pairs_in_every_split()
-        if self.eval_size is None and self.source != "glue":
-            raise ConfigError("finetune.eval_size=null (each GLUE task's own dev carve) is for finetune=glue/...")
         for key in ("eval_size", "epochs", "batch_size", "max_length"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ConfigError(f"finetune.{key} must be positive, got {getattr(self, key)}")

@@ -32,6 +32,8 @@ def check_data_source(data: DataConfig) -> None:
 
 def check_task_source(finetune: FinetuneConfig) -> None:
     _check_source_keys("finetune", finetune, TASK_SOURCE_KEYS)
+    if finetune.eval_size is None and finetune.source != "glue":
+        raise ConfigError("finetune.eval_size=null (each GLUE task's own dev carve) is for finetune=glue/...")
     if finetune.source == "files" and finetune.tasks and not (finetune.train_file and finetune.test_file):
         raise ConfigError("finetune.source=files needs finetune.train_file and finetune.test_file "
                           "(and optionally finetune.dev_file)")
